@@ -1,0 +1,265 @@
+"""The result of an analysis: per-node formulas, totals, evaluation at concrete sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import sympy
+from sympy import Expr, Integer
+
+from .annotate import NodeInfo
+from .errors import InputTooSmall, RfgraphError
+from .receptive_field import AxisRF
+from .symbolic import axis_symbol, format_expr, subs_int
+
+AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+@dataclass(frozen=True)
+class FieldAt:
+    """A node's receptive field along one axis, at concrete sizes."""
+
+    size: int
+    jump: sympy.Rational
+    offset: int
+    min_size: int
+
+
+class Analysis:
+    """Per-node symbolic output shapes, receptive fields, parameters and MACs of one model.
+
+    ``at`` (None for a purely symbolic analysis) maps symbol names to the sizes substituted by
+    :meth:`evaluate`.
+    """
+
+    def __init__(self, model_name: str, input_shape: Sequence[Expr], nodes: list[NodeInfo],
+                 warnings: list[str] | None = None, at: Mapping[str, int] | None = None,
+                 graph_module: Any = None) -> None:
+        self.model_name = model_name
+        self.input_shape = tuple(input_shape)
+        self._nodes = nodes
+        self.warnings = list(warnings or [])
+        self.at = dict(at) if at is not None else None
+        self.graph_module = graph_module
+        self._index = {n.name: n for n in nodes}
+
+    # -- structure ---------------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[NodeInfo]:
+        """Every node but the output, in graph (topological) order."""
+        return [n for n in self._nodes if n.op != "output"]
+
+    @property
+    def output(self) -> NodeInfo:
+        """The graph's output node (its value is what forward returns)."""
+        return self._nodes[-1]
+
+    def __getitem__(self, name: str) -> NodeInfo:
+        return self._index[name]
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        for n in self._nodes:
+            g.add_node(n.name, info=n)
+            for src in n.inputs:
+                g.add_edge(src, n.name)
+        return g
+
+    @property
+    def n_spatial(self) -> int:
+        return max(0, len(self.input_shape) - 2)
+
+    @property
+    def axis_names(self) -> tuple[str, ...]:
+        """Names of the input's spatial axes: the symbols when symbolic, else L/H,W/D,H,W."""
+        names = []
+        default = AXIS_NAMES.get(self.n_spatial, tuple(f"x{i}" for i in range(self.n_spatial)))
+        for i, s in enumerate(self.input_shape[2:]):
+            names.append(s.name if isinstance(s, sympy.Symbol) else default[i])
+        return tuple(names)
+
+    @property
+    def symbols(self) -> list[str]:
+        names: set[str] = set()
+        for s in self.input_shape:
+            names.update(x.name for x in sympy.sympify(s).free_symbols)
+        return sorted(names)
+
+    # -- values --------------------------------------------------------------------------------
+    def _subs_map(self) -> dict[sympy.Symbol, int]:
+        return {axis_symbol(k): v for k, v in (self.at or {}).items()}
+
+    def value_of(self, expr: Expr | int) -> Expr:
+        """``expr`` with the ``at`` sizes substituted (unchanged for a symbolic analysis)."""
+        if self.at is None:
+            return sympy.sympify(expr)
+        return subs_int(expr, self._subs_map())
+
+    def int_of(self, expr: Expr | int) -> int | None:
+        v = self.value_of(expr)
+        return int(v) if v.is_Integer else None
+
+    @property
+    def total_params(self) -> int:
+        return sum(n.params for n in self._nodes)
+
+    @property
+    def total_buffers(self) -> int:
+        return sum(n.buffers for n in self._nodes)
+
+    @property
+    def total_macs(self) -> Expr:
+        return sympy.expand(sympy.Add(*[n.macs for n in self._nodes]))
+
+    @property
+    def unknown_nodes(self) -> list[NodeInfo]:
+        return [n for n in self.nodes if n.unknown]
+
+    def field(self, node: NodeInfo | str) -> list[AxisRF] | None:
+        """The node's symbolic field per spatial axis, or None when unknown."""
+        info = self[node] if isinstance(node, str) else node
+        t = info.tensor
+        if t is None or any(r is None for r in t.rf) or not t.rf:
+            return None
+        return list(t.rf)
+
+    def field_at(self, node: NodeInfo | str) -> list[FieldAt] | None:
+        fields = self.field(node)
+        if fields is None or self.at is None:
+            return None
+        out = []
+        for r in fields:
+            size, jump, offset = (self.value_of(v) for v in (r.size, r.jump, r.offset))
+            lo = self.value_of(r.min_size)
+            if not (size.is_Integer and offset.is_Integer and jump.is_Rational):
+                return None
+            out.append(FieldAt(int(size), jump, int(offset), int(lo)))
+        return out
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, **sizes: int) -> Analysis:
+        """This analysis with ``sizes`` (e.g. H=224, W=224) substituted into every formula.
+
+        Raises :class:`InputTooSmall` (naming the first layer whose output would be empty and the
+        smallest valid size) and :class:`RfgraphError` when branches would not match.
+        """
+        at = dict(self.at or {})
+        for name, value in sizes.items():
+            if name not in self.symbols:
+                raise RfgraphError(f"unknown size {name}={value}: the input symbols are "
+                                   f"{', '.join(self.symbols) or 'none'}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise RfgraphError(f"size {name}={value!r} must be a positive integer")
+            at[name] = int(value)
+        missing = [s for s in self.symbols if s not in at]
+        if missing:
+            raise RfgraphError(f"evaluate needs a value for {', '.join(missing)}")
+        result = Analysis(self.model_name, self.input_shape, self._nodes, self.warnings, at,
+                          self.graph_module)
+        result.check_sizes()
+        return result
+
+    def check_sizes(self) -> None:
+        """Raise a one-line error if any node gets an empty output or broken conditions."""
+        subs = self._subs_map()
+        for i, node in enumerate(self._nodes):
+            for expr, what in node.min_sizes:
+                value = subs_int(expr, subs)
+                if value.is_Integer and int(value) < 1:
+                    hint = self._smallest_valid(i, expr)
+                    raise InputTooSmall(
+                        f"input too small: {_where(node)} would give {what} = {value} "
+                        f"at {_fmt_at(self.at)}{hint}"
+                    )
+            for cond in node.conditions:
+                value = subs_int(cond, subs)
+                if value is sympy.false:
+                    raise RfgraphError(
+                        f"{_where(node)}: branch sizes do not match at {_fmt_at(self.at)} "
+                        f"(needs {format_expr(cond.lhs)} = {format_expr(cond.rhs)})"
+                    )
+
+    def _smallest_valid(self, upto: int, failing: Expr) -> str:
+        """'; the smallest valid H is 63' for the symbol that makes ``failing`` empty."""
+        parts = []
+        for sym in sorted(sympy.sympify(failing).free_symbols, key=lambda s: s.name):
+            if sym.name not in (self.at or {}):
+                continue
+            best = self._search_min(sym, upto)
+            if best is not None:
+                parts.append(f"{sym.name} >= {best}")
+        return f"; it needs {' and '.join(parts)}" if parts else ""
+
+    def _search_min(self, sym: sympy.Symbol, upto: int) -> int | None:
+        def ok(v: int) -> bool:
+            subs = self._subs_map()
+            subs[sym] = v
+            for node in self._nodes[: upto + 1]:
+                for expr, _ in node.min_sizes:
+                    value = subs_int(expr, subs)
+                    if value.is_Integer and int(value) < 1:
+                        return False
+            return True
+
+        hi = max(1, (self.at or {}).get(sym.name, 1))
+        while not ok(hi):
+            hi *= 2
+            if hi > 2**40:
+                return None
+        lo = 1
+        while lo < hi:  # every size is non-decreasing in the input size
+            mid = (lo + hi) // 2
+            if ok(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    # -- grouping ----------------------------------------------------------------------------
+    def by_module(self, depth: int) -> list[dict[str, Any]]:
+        """Rows grouped by module prefix of ``depth`` levels (torchinfo-like), graph order."""
+        rows: dict[str, dict[str, Any]] = {}
+        for n in self.nodes:
+            if n.kind in ("input", "constant") and n.params == 0:
+                continue
+            parts = n.module.split(".") if n.module else []
+            key = ".".join(parts[:depth]) if depth > 0 else ""
+            row = rows.setdefault(key, {"module": key or "(top)", "nodes": 0, "params": 0,
+                                        "macs": Integer(0), "last": n, "types": []})
+            row["nodes"] += 1
+            row["params"] += n.params
+            row["macs"] = row["macs"] + n.macs
+            row["last"] = n
+            if n.module_type and n.module_type not in row["types"]:
+                row["types"].append(n.module_type)
+        return list(rows.values())
+
+    # -- output --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        from .export import analysis_to_dict
+
+        return analysis_to_dict(self)
+
+    def __str__(self) -> str:
+        from .report import format_table
+
+        return format_table(self)
+
+    def __repr__(self) -> str:
+        at = f", at={self.at}" if self.at else ""
+        return (f"<Analysis {self.model_name} input={tuple(map(str, self.input_shape))}{at}: "
+                f"{len(self.nodes)} nodes, {self.total_params:,} params>")
+
+
+def _where(node: NodeInfo) -> str:
+    what = node.module_type or node.target
+    mod = f", module '{node.module}'" if node.module else ""
+    return f"node '{node.name}' ({what}{mod})"
+
+
+def _fmt_at(at: Mapping[str, int] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (at or {}).items()) or "the given shape"

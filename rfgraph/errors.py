@@ -1,0 +1,27 @@
+"""Errors rfgraph raises. Each message is one line that names the node and its module."""
+
+from __future__ import annotations
+
+
+class RfgraphError(ValueError):
+    """Base class: a problem with the user's model or input, reported as one line."""
+
+
+class InputTooSmall(RfgraphError):
+    """An input size gives some layer an empty output."""
+
+
+class TraceError(RfgraphError):
+    """The model could not be traced into a graph."""
+
+
+class SpecError(RfgraphError):
+    """A model spec (``package.module:callable`` or ``file.py:callable``) could not be loaded."""
+
+
+class RuleError(RfgraphError):
+    """A rule could not handle the arguments of a node."""
+
+
+class UnsafePickleError(RfgraphError):
+    """A pickled model file was given without ``--trust-pickle``."""

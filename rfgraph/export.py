@@ -1,0 +1,95 @@
+"""Machine-readable forms of an Analysis (the JSON schema is documented in docs/json.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sympy
+
+from .symbolic import format_expr
+
+if TYPE_CHECKING:
+    from .analysis import Analysis
+    from .annotate import NodeInfo
+
+SCHEMA_VERSION = 1
+
+
+def _s(a: Analysis, expr: Any) -> str:
+    return format_expr(a.value_of(expr))
+
+
+def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
+    t = node.tensor
+    evaluated = a.at is not None
+    out_shape = [_s(a, s) for s in t.shape] if t is not None else []
+    out_shape_at = None
+    if evaluated and t is not None:
+        values = [a.int_of(s) for s in t.shape]
+        out_shape_at = values if all(v is not None for v in values) else None
+    fields = a.field(node)
+    rf = None
+    rf_at = None
+    if fields is not None:
+        rf = {
+            "size": [_s(a, r.size) for r in fields],
+            "jump": [_s(a, r.jump) for r in fields],
+            "offset": [_s(a, r.offset) for r in fields],
+            "aligned": all(r.aligned for r in fields),
+        }
+        reasons = [r.reason for r in fields if r.reason]
+        if reasons:
+            rf["unaligned_reason"] = "; ".join(dict.fromkeys(reasons))
+        if any(r.period > 1 or not r.uniform for r in fields):
+            rf["min_size"] = [_s(a, r.min_size) for r in fields]
+        fat = a.field_at(node)
+        if fat is not None:
+            rf_at = {
+                "size": [f.size for f in fat],
+                "jump": [str(f.jump) for f in fat],
+                "offset": [f.offset for f in fat],
+            }
+    macs_at = a.int_of(node.macs) if evaluated else None
+    d: dict[str, Any] = {
+        "name": node.name,
+        "op": node.op,
+        "target": node.target,
+        "module": node.module,
+        "inputs": list(node.inputs),
+        "out_shape": out_shape,
+        "out_shape_at": out_shape_at,
+        "rf": rf,
+        "rf_at": rf_at,
+        "params": int(node.params),
+        "params_formula": node.params_formula,
+        "macs": _s(a, node.macs),
+        "macs_at": macs_at,
+        "kind": node.kind,
+        "family": node.family,
+    }
+    if node.notes:
+        d["notes"] = list(node.notes)
+    if node.conditions:
+        d["conditions"] = [f"{format_expr(c.lhs)} = {format_expr(c.rhs)}"
+                           if isinstance(c, sympy.Eq) else str(c) for c in node.conditions]
+    return d
+
+
+def analysis_to_dict(a: Analysis) -> dict[str, Any]:
+    total_macs = a.total_macs
+    return {
+        "model": a.model_name,
+        "input": [format_expr(s) for s in a.input_shape],
+        "at": dict(a.at) if a.at is not None else None,
+        "nodes": [node_to_dict(a, n) for n in a.nodes],
+        "output": node_to_dict(a, a.output),
+        "totals": {
+            "params": int(a.total_params),
+            "macs": _s(a, total_macs),
+            "macs_at": a.int_of(total_macs) if a.at is not None else None,
+            "buffers": int(a.total_buffers),
+            "unknown_nodes": [n.name for n in a.unknown_nodes],
+        },
+        "warnings": list(a.warnings),
+        "schema": SCHEMA_VERSION,
+    }

@@ -1,0 +1,197 @@
+"""Receptive-field algebra along one spatial axis.
+
+Convention (docs/conventions.md, Araujo et al., Distill 2019, unclipped): the field of output
+element ``y`` of a node is the interval of input coordinates ``[start(y), end(y)]``. For ordinary
+layers ``start(y) = offset + y*jump`` and the size ``end - start + 1`` is the same for every y, so
+the triple (size r, jump j, offset o) describes it; through a layer with kernel k, stride s, left
+padding p and dilation d (k_eff = d(k-1)+1): r' = r + (k_eff-1)j, j' = js, o' = o - pj.
+
+rfgraph keeps the two *maps* ``start`` and ``end`` instead of the triple, as a chain of index
+maps evaluated lazily: output y of a layer reads elements ``first(y) .. last(y)`` of its input, so
+``start(y) = start_in(first(y))`` and ``end(y) = end_in(last(y))``. Evaluating the chain at a
+concrete y (or at ``n - 1`` for global pooling) keeps every floor collapsible, and the maps stay
+exact through transposed convolutions and up-sampling (field size depends on the output position
+modulo the stride: ``period``), adaptive pooling (bins of varying width) and global pooling (the
+field is a formula in the input size).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import sympy
+from sympy import Expr, Integer, Max, Min
+
+from .symbolic import Y, ceildiv, floordiv, normalize
+
+__all__ = ["AxisRF", "identity_rf", "merge_rfs"]
+
+IndexMap = Callable[[Expr], Expr]
+
+
+class AxisRF:
+    """The field of every output element of one node along one input axis.
+
+    ``jump``: input pixels between neighbouring output elements (a rational after up-sampling).
+    ``period``: a positive int P with ``start(y + P) = start(y) + P*jump`` (same for end); the
+    field size depends only on ``y mod P``.
+    ``aligned``/``reason``: False when a merge joined branches whose fields do not line up.
+    """
+
+    def __init__(self, start: Callable[[Expr], Expr], end: Callable[[Expr], Expr], jump: Expr,
+                 period: int = 1, aligned: bool = True, reason: str = "",
+                 notes: tuple[str, ...] = ()) -> None:
+        self._start = start
+        self._end = end
+        self.jump = sympy.nsimplify(jump)
+        self.period = int(period)
+        self.aligned = aligned
+        self.reason = reason
+        self.notes = notes
+        self._cache: dict[tuple[int, Expr], Expr] = {}
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def start_at(self, y: int | Expr) -> Expr:
+        """First input pixel of the field of output element ``y``."""
+        return self._eval(0, y)
+
+    def end_at(self, y: int | Expr) -> Expr:
+        """Last input pixel of the field of output element ``y``."""
+        return self._eval(1, y)
+
+    def _eval(self, which: int, y: int | Expr) -> Expr:
+        key = (which, sympy.sympify(y))
+        if key not in self._cache:
+            fn = self._start if which == 0 else self._end
+            self._cache[key] = normalize(sympy.expand(fn(key[1])))
+        return self._cache[key]
+
+    @property
+    def offset(self) -> Expr:
+        """Input coordinate of the first pixel of output element 0's field (= -P, Araujo)."""
+        return self.start_at(0)
+
+    def sizes_over_period(self) -> list[Expr]:
+        return [sympy.expand(self.end_at(y) - self.start_at(y) + 1) for y in range(self.period)]
+
+    @property
+    def size(self) -> Expr:
+        """The largest field size over the output positions (the field size when uniform)."""
+        sizes = list(dict.fromkeys(self.sizes_over_period()))
+        return sizes[0] if len(sizes) == 1 else Max(*sizes)
+
+    @property
+    def min_size(self) -> Expr:
+        sizes = list(dict.fromkeys(self.sizes_over_period()))
+        return sizes[0] if len(sizes) == 1 else Min(*sizes)
+
+    @property
+    def uniform(self) -> bool:
+        return len(set(self.sizes_over_period())) == 1
+
+    def centre_twice(self, y: int | Expr) -> Expr:
+        return sympy.expand(self.start_at(y) + self.end_at(y))
+
+    # -- composition ---------------------------------------------------------------------------
+    def compose(self, first: IndexMap, last: IndexMap, jump: Expr, period: int,
+                note: str | None = None) -> AxisRF:
+        """Output y of the next layer reads this node's elements ``first(y) .. last(y)``."""
+        notes = self.notes + ((note,) if note and note not in self.notes else ())
+        return AxisRF(lambda y: self.start_at(first(y)), lambda y: self.end_at(last(y)), jump,
+                      period, self.aligned, self.reason, notes)
+
+    def through_window(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
+                       ) -> AxisRF:
+        """Conv/pool: output y reads elements [y*s - p, y*s - p + k_eff - 1]."""
+        k_eff = dilation * (kernel - 1) + 1
+        period = max(1, self.period // math.gcd(self.period, stride))
+        return self.compose(lambda y: stride * y - pad_left,
+                            lambda y: stride * y - pad_left + k_eff - 1,
+                            self.jump * stride, period)
+
+    def through_transposed(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
+                           ) -> AxisRF | None:
+        """Transposed conv: input i feeds outputs i*s - p + t*d (t < k), so output y reads
+        inputs ceil((y + p - k_eff + 1)/s) .. floor((y + p)/s) when d == 1 or s == 1.
+        Returns None when the taps are sparse in a way the maps do not model (d > 1, s > 1)."""
+        k_eff = dilation * (kernel - 1) + 1
+        if dilation > 1 and stride > 1:
+            return None
+        return self.compose(lambda y: ceildiv(y + pad_left - k_eff + 1, stride),
+                            lambda y: floordiv(y + pad_left, stride),
+                            self.jump / stride, self.period * stride)
+
+    def through_upsample(self, num: int, den: int, kind: str) -> AxisRF:
+        """Reserved for resize rules (nearest/bilinear with a rational scale)."""
+        raise NotImplementedError
+
+    def collapsed(self, n: Expr) -> AxisRF:
+        """Every output element reads all ``n`` positions of this node (global pooling, flatten
+        + linear): the union over positions, size (n-1)*j + r for uniform fields."""
+        s0, e0 = self.start_at(0), self.end_at(n - 1)
+        return AxisRF(lambda y: s0, lambda y: e0, self.jump * n, 1, self.aligned, self.reason,
+                      self.notes)
+
+    def with_note(self, note: str) -> AxisRF:
+        return AxisRF(self._start, self._end, self.jump, self.period, self.aligned, self.reason,
+                      self.notes + (note,))
+
+    def __repr__(self) -> str:
+        return (f"AxisRF(size={self.size}, jump={self.jump}, offset={self.offset}, "
+                f"period={self.period}{'' if self.aligned else ', unaligned'})")
+
+
+def identity_rf() -> AxisRF:
+    """The input itself: element y sees pixel y."""
+    return AxisRF(lambda y: y, lambda y: y, Integer(1), 1)
+
+
+def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
+    """Union of the fields of the inputs of an add/mul/cat at each output position.
+
+    ``broadcast[i]`` is True when input i has size 1 on this axis and is broadcast: its field is
+    the same for every output element and it takes no part in the alignment check. Returns None
+    when any input field is unknown.
+    """
+    if any(r is None for r in rfs):
+        return None
+    present: list[AxisRF] = [r for r in rfs if r is not None]
+    unique = list({id(r): r for r in present}.values())
+    if len(unique) == 1:
+        return unique[0]
+    local = [r for r, b in zip(present, broadcast) if not b] or present
+    local = list({id(r): r for r in local}.values())
+    aligned = all(r.aligned for r in unique)
+    reasons = [r.reason for r in unique if r.reason]
+    period = 1
+    for r in unique:
+        period = period * r.period // math.gcd(period, r.period)
+    jumps = list(dict.fromkeys(r.jump for r in local))
+    if len(jumps) > 1:
+        aligned = False
+        reasons.append("jumps differ: " + ", ".join(str(j) for j in jumps))
+    elif len(local) > 1:
+        for y in range(period):
+            centres = {r.centre_twice(y) for r in local}
+            if len(centres) > 1:
+                aligned = False
+                spans = ", ".join(f"[{r.start_at(y)}, {r.end_at(y)}]" for r in local)
+                reasons.append(f"field centres differ (element {y}: {spans})")
+                break
+    notes: tuple[str, ...] = ()
+    for r in unique:
+        notes += tuple(n for n in r.notes if n not in notes)
+
+    def start(y: Expr) -> Expr:
+        return Min(*[r.start_at(y) for r in unique])
+
+    def end(y: Expr) -> Expr:
+        return Max(*[r.end_at(y) for r in unique])
+
+    return AxisRF(start, end, local[0].jump, period, aligned,
+                  "; ".join(dict.fromkeys(reasons)), notes)
+
+
+# Re-exported for rules that build their own index maps.
+__all__ += ["Y", "IndexMap"]

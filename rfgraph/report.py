@@ -1,0 +1,97 @@
+"""Human-readable tables. Formatting only: every number comes from the Analysis."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .symbolic import format_expr
+
+if TYPE_CHECKING:
+    from .analysis import Analysis
+    from .annotate import NodeInfo
+
+
+def _num(a: Analysis, expr) -> str:
+    v = a.value_of(expr)
+    if v.is_Integer:
+        return f"{int(v):,}"
+    return format_expr(v)
+
+
+def _axes(a: Analysis, values) -> str:
+    return "×".join(format_expr(a.value_of(v)) for v in values)
+
+
+def _row(a: Analysis, n: NodeInfo) -> list[str]:
+    t = n.tensor
+    shape = _axes(a, t.shape) if t is not None else ("?" if n.unknown else "-")
+    fields = a.field(n)
+    if fields is None:
+        rf = jump = offset = "?" if (t is not None and t.rf) or n.unknown else "-"
+    else:
+        rf = _axes(a, [r.size for r in fields])
+        jump = _axes(a, [r.jump for r in fields])
+        offset = _axes(a, [r.offset for r in fields])
+        if not all(r.aligned for r in fields):
+            rf += " !"
+    what = n.module_type or n.target
+    flags = " (unknown)" if n.unknown else ""
+    return [n.name, n.module or "", what + flags, shape, rf, jump, offset,
+            f"{n.params:,}" if n.params else "", _num(a, n.macs) if n.macs != 0 else ""]
+
+
+HEADER = ["node", "module", "op", "out shape", "RF", "jump", "offset", "params", "MACs"]
+
+
+def _render(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = {len(header) - 1, len(header) - 2}
+    def fmt(r: list[str]) -> str:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in
+                 enumerate(zip(r, widths))]
+        return "  ".join(cells).rstrip()
+    return [fmt(header), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)]
+
+
+def format_table(a: Analysis, depth: int | None = None) -> str:
+    """The node table (or, with ``depth``, the module table) followed by totals."""
+    title = f"{a.model_name}  input {tuple(format_expr(s) for s in a.input_shape)}"
+    if a.at:
+        title += "  at " + ", ".join(f"{k}={v}" for k, v in a.at.items())
+    lines = [title, ""]
+    if depth is None:
+        rows = [_row(a, n) for n in a.nodes]
+        lines += _render(rows, HEADER)
+    else:
+        rows = []
+        for r in a.by_module(depth):
+            last = r["last"]
+            t = last.tensor
+            shape = _axes(a, t.shape) if t is not None else "?"
+            fields = a.field(last)
+            rf = _axes(a, [f.size for f in fields]) if fields else "?"
+            jump = _axes(a, [f.jump for f in fields]) if fields else "?"
+            rows.append([r["module"], ",".join(r["types"][:3]) + ("…" if len(r["types"]) > 3
+                                                                  else ""),
+                         str(r["nodes"]), shape, rf, jump,
+                         f"{r['params']:,}" if r["params"] else "",
+                         _num(a, r["macs"]) if r["macs"] != 0 else ""])
+        lines += _render(rows, ["module", "types", "nodes", "out shape", "RF", "jump",
+                                "params", "MACs"])
+    out = a.output
+    t = out.tensor
+    lines.append("")
+    if t is not None:
+        lines.append(f"output: {_axes(a, t.shape)}")
+    lines.append(f"params: {a.total_params:,}   buffers: {a.total_buffers:,}")
+    macs = a.value_of(a.total_macs)
+    if a.at is not None and macs.is_Integer:
+        lines.append(f"MACs: {int(macs):,}   (formula: {format_expr(a.total_macs)})")
+    else:
+        lines.append(f"MACs: {format_expr(macs)}")
+    unknown = a.unknown_nodes
+    if unknown:
+        lines.append(f"unknown nodes ({len(unknown)}): " + ", ".join(n.name for n in unknown))
+    for w in a.warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)

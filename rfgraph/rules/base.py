@@ -1,0 +1,146 @@
+"""The rule registry: one pure function per op, registered once by a decorator.
+
+A rule receives a :class:`Call` (the module or function, its arguments with every tensor replaced
+by a :class:`~rfgraph.tensor.TensorInfo`) and returns an :class:`OpResult`: the output value(s),
+parameters with their formula, MACs, and any conditions the op puts on the input sizes. Rules never
+touch the graph and never run the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+from sympy import Expr, Integer
+from torch import nn
+
+from ..errors import RuleError
+from ..tensor import TensorInfo
+
+Key = type | Callable | str
+
+
+@dataclass
+class Call:
+    """One node, as a rule sees it."""
+
+    node: str
+    module: nn.Module | None
+    module_name: str
+    target: Any
+    args: tuple
+    kwargs: dict
+
+    def arg(self, index: int, name: str, default: Any = None) -> Any:
+        if name in self.kwargs:
+            return self.kwargs[name]
+        if len(self.args) > index:
+            return self.args[index]
+        return default
+
+    def tensor(self, index: int = 0, name: str = "input") -> TensorInfo:
+        value = self.arg(index, name)
+        if not isinstance(value, TensorInfo):
+            raise RuleError(f"{self.where()}: expected a tensor as argument {name!r}")
+        return value
+
+    def where(self) -> str:
+        what = type(self.module).__name__ if self.module is not None else _target_name(self.target)
+        mod = f" (module '{self.module_name}')" if self.module_name else ""
+        return f"node '{self.node}' [{what}]{mod}"
+
+
+@dataclass
+class OpResult:
+    """What a rule found out about one node."""
+
+    value: Any
+    params: int = 0
+    params_formula: str = "0"
+    macs: Expr = Integer(0)
+    kind: str = "layer"  # layer | transparent | shape | merge | unknown
+    family: str = "other"  # conv, pool, shuffle, linear, norm, activation, merge, shape, ...
+    notes: list[str] = field(default_factory=list)
+    conditions: list[Expr] = field(default_factory=list)  # relations that must hold (Eq, Ge)
+    min_sizes: list[tuple[Expr, str]] = field(default_factory=list)  # (size that must be >= 1, what)
+
+
+Rule = Callable[[Call], OpResult]
+
+_REGISTRY: dict[Any, tuple[Rule, str]] = {}
+
+
+def register(*keys: Key, family: str = "other") -> Callable[[Rule], Rule]:
+    """Register ``rule`` for module classes, functions or method names (``"chunk"``).
+
+    Registering the same key twice is an error: one op, one rule.
+    """
+
+    def deco(rule: Rule) -> Rule:
+        for key in keys:
+            if key in _REGISTRY:
+                raise ValueError(f"a rule for {_target_name(key)} is already registered")
+            _REGISTRY[key] = (rule, family)
+        return rule
+
+    return deco
+
+
+def register_rule(key: Key, rule: Rule, family: str = "other") -> None:
+    """Public form of :func:`register` for users' own modules."""
+    register(key, family=family)(rule)
+
+
+def lookup_module(module: nn.Module) -> tuple[Rule, str] | None:
+    for cls in type(module).__mro__:
+        if cls in _REGISTRY:
+            return _REGISTRY[cls]
+        if cls is nn.Module:
+            break
+    return None
+
+
+def lookup(key: Any) -> tuple[Rule, str] | None:
+    try:
+        return _REGISTRY.get(key)
+    except TypeError:  # unhashable target
+        return None
+
+
+def registered_keys() -> list[Any]:
+    return list(_REGISTRY)
+
+
+def _target_name(target: Any) -> str:
+    if isinstance(target, str):
+        return target
+    name = getattr(target, "__name__", None) or repr(target)
+    mod = getattr(target, "__module__", None)
+    if isinstance(target, type):
+        return target.__name__
+    return f"{mod}.{name}" if mod and mod not in {"builtins"} else name
+
+
+def target_name(target: Any) -> str:
+    return _target_name(target)
+
+
+def ntuple(value: Any, n: int) -> tuple:
+    """Expand an int or a sequence to an n-tuple."""
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1 and n > 1:
+            return tuple(value) * n
+        if len(value) != n:
+            raise RuleError(f"expected {n} values, got {value!r}")
+        return tuple(value)
+    return (value,) * n
+
+
+def prod(values: Sequence[Expr | int]) -> Expr:
+    return sympy.Mul(*[sympy.sympify(v) for v in values])
+
+
+def shape_str(values: Sequence[Any]) -> str:
+    return "×".join(str(v) for v in values)

@@ -1,0 +1,353 @@
+"""The glue between layers: transparent ops, norms, linear, flatten, merges, splits, shuffle."""
+
+from __future__ import annotations
+
+import operator
+
+import sympy
+import torch
+import torch.nn.functional as F
+from sympy import Expr, Integer
+from torch import nn
+
+from ..errors import RuleError
+from ..receptive_field import merge_rfs
+from ..tensor import TensorInfo
+from .base import Call, OpResult, prod, register
+
+# -- transparent: shape and field pass through ------------------------------------------------------
+ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus,
+    nn.Softsign, nn.Tanhshrink, nn.Threshold, nn.LogSigmoid, nn.GLU,
+)
+DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+            nn.FeatureAlphaDropout)
+FUNCTIONAL_TRANSPARENT = tuple(dict.fromkeys((  # some F.* are the torch.* objects
+    F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish,
+    F.hardsigmoid, F.hardtanh, F.softplus, F.sigmoid, F.tanh, F.dropout, F.dropout1d,
+    F.dropout2d, F.dropout3d, torch.relu, torch.sigmoid, torch.tanh, F.relu_, torch.relu_,
+    torch.clone, torch.clamp, torch.abs, torch.exp, torch.neg, operator.neg,
+)))
+METHOD_TRANSPARENT = ("relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "contiguous",
+                      "clone", "clamp", "clamp_", "abs", "exp", "neg", "float", "double", "half",
+                      "to", "type_as", "detach", "requires_grad_")
+
+
+def _passthrough(call: Call, family: str) -> OpResult:
+    x = call.tensor(0, "input")
+    return OpResult(x, kind="transparent", family=family)
+
+
+@register(*ACTIVATIONS, family="activation")
+def activation_module(call: Call) -> OpResult:
+    res = _passthrough(call, "activation")
+    if isinstance(call.module, nn.PReLU):
+        n = call.module.num_parameters
+        res.params, res.params_formula = n, f"num_parameters = {n}"
+    if isinstance(call.module, nn.GLU):
+        raise RuleError(f"{call.where()}: GLU halves a dim and is not supported yet")
+    return res
+
+
+@register(*DROPOUTS, nn.Identity, family="other")
+def identity_module(call: Call) -> OpResult:
+    return _passthrough(call, "other")
+
+
+@register(*FUNCTIONAL_TRANSPARENT, *METHOD_TRANSPARENT, family="activation")
+def transparent_call(call: Call) -> OpResult:
+    return _passthrough(call, "activation")
+
+
+@register(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
+          nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, family="norm")
+def channel_norm(call: Call) -> OpResult:
+    m = call.module
+    res = _passthrough(call, "norm")
+    affine = getattr(m, "affine", False)
+    channels = getattr(m, "num_features", None) or getattr(m, "num_channels", None)
+    if affine:
+        res.params, res.params_formula = 2 * channels, f"2·C = 2·{channels}"
+    return res
+
+
+@register(nn.LayerNorm, family="norm")
+def layer_norm(call: Call) -> OpResult:
+    m = call.module
+    res = _passthrough(call, "norm")
+    if m.elementwise_affine:
+        n = int(prod(m.normalized_shape))
+        has_bias = getattr(m, "bias", None) is not None
+        res.params = n * (2 if has_bias else 1)
+        res.params_formula = f"{'2·' if has_bias else ''}prod(normalized_shape) = {res.params}"
+    return res
+
+
+@register(nn.LocalResponseNorm, F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm,
+          F.local_response_norm, family="norm")
+def functional_norm(call: Call) -> OpResult:
+    return _passthrough(call, "norm")
+
+
+@register(nn.Softmax, nn.LogSoftmax, F.softmax, F.log_softmax, torch.softmax, "softmax",
+          "log_softmax", family="activation")
+def softmax(call: Call) -> OpResult:
+    x = call.tensor(0, "input")
+    dim = call.arg(1, "dim") if call.module is None else call.module.dim
+    if dim is None:
+        raise RuleError(f"{call.where()}: softmax needs an explicit dim")
+    d = dim % x.ndim
+    rf = list(x.rf)
+    axis = x.axes[d]
+    if axis is not None and rf[axis] is not None:
+        rf[axis] = rf[axis].collapsed(x.shape[d])  # every output reads the whole axis
+    return OpResult(x.with_shape(x.shape, rf=rf), kind="transparent", family="activation")
+
+
+# -- channel shuffle -------------------------------------------------------------------------------
+@register(nn.ChannelShuffle, F.channel_shuffle, family="shuffle")
+def channel_shuffle(call: Call) -> OpResult:
+    x = call.tensor(0, "input")
+    groups = call.module.groups if call.module is not None else call.arg(1, "groups")
+    c = x.shape[1]
+    if c.is_Integer and int(c) % int(groups):
+        raise RuleError(f"{call.where()}: {c} channels do not split into {groups} groups")
+    return OpResult(x, kind="layer", family="shuffle",
+                    notes=[f"channel permutation ({groups} groups); field unchanged"])
+
+
+# -- linear and flatten ------------------------------------------------------------------------------
+def _collapse_dims(x: TensorInfo, dims: list[int]) -> list:
+    rf = list(x.rf)
+    for d in dims:
+        axis = x.axes[d]
+        if axis is not None and rf[axis] is not None:
+            rf[axis] = rf[axis].collapsed(x.shape[d])
+    return rf
+
+
+def linear_core(call: Call, x: TensorInfo, in_f: int, out_f: int, bias: bool) -> OpResult:
+    last = x.shape[-1]
+    conditions = []
+    if last.is_Integer and int(last) != in_f:
+        raise RuleError(f"{call.where()}: expects {in_f} input features, the input has {last}")
+    if not last.is_Integer:
+        conditions.append(sympy.Eq(last, in_f))
+    rf = _collapse_dims(x, [x.ndim - 1])
+    y = TensorInfo((*x.shape[:-1], Integer(out_f)), (*x.axes[:-1], None), tuple(rf))
+    params = in_f * out_f + (out_f if bias else 0)
+    formula = "in·out" + (" + out" if bias else "") + f" = {in_f}·{out_f}" + (
+        f" + {out_f}" if bias else "")
+    macs = sympy.expand(prod(x.shape[:-1]) * in_f * out_f)
+    return OpResult(y, params, formula, macs, family="linear", conditions=conditions)
+
+
+@register(nn.Linear, family="linear")
+def linear_module(call: Call) -> OpResult:
+    m = call.module
+    return linear_core(call, call.tensor(), m.in_features, m.out_features, m.bias is not None)
+
+
+@register(F.linear, family="linear")
+def linear_functional(call: Call) -> OpResult:
+    weight = call.arg(1, "weight")
+    res = linear_core(call, call.tensor(), int(weight.shape[1]), int(weight.shape[0]),
+                      call.arg(2, "bias") is not None)
+    res.params, res.params_formula = 0, "0 (weights are inputs of the call)"
+    return res
+
+
+def flatten_core(call: Call, x: TensorInfo, start: int, end: int) -> OpResult:
+    if x.ndim == 0:
+        return OpResult(x, kind="shape", family="shape")
+    start, end = start % x.ndim, end % x.ndim
+    if start > end:
+        raise RuleError(f"{call.where()}: flatten start_dim after end_dim")
+    merged = list(range(start, end + 1))
+    if len(merged) == 1:
+        return OpResult(x, kind="shape", family="shape")
+    rf = _collapse_dims(x, merged)
+    shape = (*x.shape[:start], prod(x.shape[start:end + 1]), *x.shape[end + 1:])
+    axes = (*x.axes[:start], None, *x.axes[end + 1:])
+    return OpResult(TensorInfo(tuple(sympy.expand(s) for s in shape), axes, tuple(rf)),
+                    kind="shape", family="shape")
+
+
+@register(nn.Flatten, family="shape")
+def flatten_module(call: Call) -> OpResult:
+    m = call.module
+    return flatten_core(call, call.tensor(), m.start_dim, m.end_dim)
+
+
+@register(torch.flatten, "flatten", family="shape")
+def flatten_call(call: Call) -> OpResult:
+    return flatten_core(call, call.tensor(0, "input"), int(call.arg(1, "start_dim", 0)),
+                        int(call.arg(2, "end_dim", -1)))
+
+
+# -- merges ----------------------------------------------------------------------------------------
+def _broadcast(call: Call, tensors: list[TensorInfo]) -> tuple[TensorInfo, list[Expr]]:
+    ndim = max(t.ndim for t in tensors)
+    shape: list[Expr] = []
+    axes: list[int | None] = []
+    conditions: list[Expr] = []
+    for k in range(ndim):
+        sizes, ax = [], None
+        for t in tensors:
+            d = k - (ndim - t.ndim)
+            if d < 0:
+                continue
+            s = t.shape[d]
+            if s != 1:
+                sizes.append(s)
+                if ax is None:
+                    ax = t.axes[d]
+        distinct = list(dict.fromkeys(sympy.expand(s) for s in sizes))
+        if len(distinct) > 1:
+            numeric = [s for s in distinct if s.is_Integer]
+            if len(numeric) > 1:
+                raise RuleError(f"{call.where()}: shapes do not broadcast: "
+                                + ", ".join(str(tuple(t.shape)) for t in tensors))
+            conditions.extend(sympy.Eq(distinct[0], s) for s in distinct[1:])
+        shape.append(distinct[0] if distinct else Integer(1))
+        axes.append(ax)
+    n_axes = len(tensors[0].rf)
+    rf = []
+    live = [t for t in tensors if not t.const] or tensors[:1]
+    for a in range(n_axes):
+        fields, bcast = [], []
+        for t in live:
+            d = t.dim_of_axis(a)
+            fields.append(t.rf[a])
+            bcast.append(d is None or t.shape[d] == 1)
+        rf.append(merge_rfs(fields, bcast))
+    const = all(t.const for t in tensors)
+    return TensorInfo(tuple(shape), tuple(axes), tuple(rf), const), conditions
+
+
+@register(operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
+          operator.truediv, operator.itruediv, torch.add, torch.sub, torch.mul, torch.div,
+          torch.maximum, torch.minimum, "add", "add_", "sub", "sub_", "mul", "mul_", "div",
+          "div_", family="merge")
+def elementwise(call: Call) -> OpResult:
+    tensors = [a for a in (*call.args, *call.kwargs.values()) if isinstance(a, TensorInfo)]
+    if not tensors:
+        raise RuleError(f"{call.where()}: no tensor operand")
+    if len(tensors) == 1:
+        return OpResult(tensors[0], kind="transparent", family="activation")
+    y, conditions = _broadcast(call, tensors)
+    return OpResult(y, kind="merge", family="merge", conditions=conditions)
+
+
+@register(torch.cat, torch.concat, torch.concatenate, family="merge")
+def concatenate(call: Call) -> OpResult:
+    tensors = call.arg(0, "tensors")
+    if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, TensorInfo)
+                                                         for t in tensors):
+        raise RuleError(f"{call.where()}: expected a list of tensors")
+    dim = int(call.arg(1, "dim", 0))
+    first = tensors[0]
+    d = dim % first.ndim
+    conditions: list[Expr] = []
+    for t in tensors[1:]:
+        if t.ndim != first.ndim:
+            raise RuleError(f"{call.where()}: tensors differ in rank")
+        for k in range(first.ndim):
+            if k == d:
+                continue
+            a, b = sympy.expand(first.shape[k]), sympy.expand(t.shape[k])
+            if a != b:
+                if a.is_Integer and b.is_Integer:
+                    raise RuleError(f"{call.where()}: sizes differ on dim {k}: {a} vs {b}")
+                conditions.append(sympy.Eq(a, b))
+    shape = list(first.shape)
+    shape[d] = sympy.expand(sum((t.shape[d] for t in tensors), Integer(0)))
+    notes: list[str] = []
+    rf = []
+    for a in range(len(first.rf)):
+        if first.axes[d] == a:
+            rf.append(None)
+            notes.append("concatenation along a spatial axis: field not modelled")
+            continue
+        rf.append(merge_rfs([t.rf[a] for t in tensors],
+                            [t.dim_of_axis(a) is None for t in tensors]))
+    y = TensorInfo(tuple(shape), first.axes, tuple(rf))
+    return OpResult(y, kind="merge", family="merge", conditions=conditions, notes=notes)
+
+
+# -- splits ----------------------------------------------------------------------------------------
+def _split_sizes(call: Call, size: Expr, sizes: list[int]) -> None:
+    if not size.is_Integer:
+        raise RuleError(f"{call.where()}: splitting a symbolic size {size} is not supported")
+    if sum(sizes) != int(size):
+        raise RuleError(f"{call.where()}: split sizes {sizes} do not add up to {size}")
+
+
+def _pieces(x: TensorInfo, d: int, sizes: list[int]) -> tuple[TensorInfo, ...]:
+    out = []
+    for s in sizes:
+        shape = list(x.shape)
+        shape[d] = Integer(s)
+        out.append(x.with_shape(shape))
+    return tuple(out)
+
+
+@register(torch.chunk, "chunk", family="shape")
+def chunk(call: Call) -> OpResult:
+    x = call.tensor(0, "input")
+    n = int(call.arg(1, "chunks"))
+    d = int(call.arg(2, "dim", 0)) % x.ndim
+    size = x.shape[d]
+    if not size.is_Integer:
+        raise RuleError(f"{call.where()}: chunk of a symbolic size {size} is not supported")
+    step = -(-int(size) // n)
+    sizes = [min(step, int(size) - i) for i in range(0, int(size), step)]
+    return OpResult(_pieces(x, d, sizes), kind="shape", family="shape")
+
+
+@register(torch.split, "split", family="shape")
+def split(call: Call) -> OpResult:
+    x = call.tensor(0, "tensor")
+    spec = call.arg(1, "split_size_or_sections", call.kwargs.get("split_size"))
+    d = int(call.arg(2, "dim", 0)) % x.ndim
+    size = x.shape[d]
+    if isinstance(spec, int):
+        if not size.is_Integer:
+            raise RuleError(f"{call.where()}: split of a symbolic size is not supported")
+        sizes = [min(spec, int(size) - i) for i in range(0, int(size), spec)]
+    else:
+        sizes = [int(s) for s in spec]
+        _split_sizes(call, size, sizes)
+    return OpResult(_pieces(x, d, sizes), kind="shape", family="shape")
+
+
+@register(operator.getitem, family="shape")
+def getitem(call: Call) -> OpResult:
+    seq, index = call.args[0], call.args[1]
+    if isinstance(seq, (tuple, list)) and isinstance(index, int):
+        return OpResult(seq[index], kind="shape", family="shape")
+    raise RuleError(f"{call.where()}: indexing a tensor is not supported yet")
+
+
+# -- reductions ------------------------------------------------------------------------------------
+@register(torch.mean, torch.sum, torch.amax, torch.amin, "mean", "sum", "amax", "amin",
+          family="pool")
+def reduce_dims(call: Call) -> OpResult:
+    """x.mean(dim=(2, 3), keepdim=...) and friends: the reduced axes become global."""
+    x = call.tensor(0, "input")
+    dims = call.arg(1, "dim")
+    if dims is None:
+        dims = list(range(x.ndim))
+    if isinstance(dims, int):
+        dims = [dims]
+    dims = sorted({int(d) % x.ndim for d in dims})
+    keepdim = bool(call.arg(2, "keepdim", False))
+    rf = _collapse_dims(x, dims)
+    if keepdim:
+        shape = [Integer(1) if k in dims else s for k, s in enumerate(x.shape)]
+        axes = list(x.axes)
+    else:
+        shape = [s for k, s in enumerate(x.shape) if k not in dims]
+        axes = [a for k, a in enumerate(x.axes) if k not in dims]
+    return OpResult(TensorInfo(tuple(shape), tuple(axes), tuple(rf), x.const), family="pool")
