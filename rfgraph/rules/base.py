@@ -120,6 +120,8 @@ def _target_name(target: Any) -> str:
     mod = getattr(target, "__module__", None)
     if isinstance(target, type):
         return target.__name__
+    if mod == "_operator":
+        mod = "operator"
     return f"{mod}.{name}" if mod and mod not in {"builtins"} else name
 
 

@@ -1,0 +1,48 @@
+# rfgraph: `make demo` and `make test` set everything up from a fresh clone.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.rfgraph-installed
+PYTHON ?= python3
+
+.PHONY: demo test fuzz bench lint dot clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: this machine has the CPU wheel on disk; a bare `torch`
+	# requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q numpy
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Graphviz `dot` (Debian package graphviz), installed when missing and running as root.
+dot:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -q && apt-get install -y -q graphviz) >/dev/null; \
+	  else \
+	    echo "rfgraph: Graphviz 'dot' is missing; install it with: sudo apt-get install -y graphviz"; \
+	  fi; }
+
+demo: $(STAMP) dot
+	@mkdir -p out
+	$(VENV)/bin/rfgraph analyze --at H=224,W=224 | tee out/seed_tour.txt
+	$(VENV)/bin/rfgraph analyze --at H=224,W=224 --json > out/seed_tour.json
+	$(VENV)/bin/rfgraph analyze > out/seed_tour_symbolic.txt
+	@echo "wrote out/seed_tour.txt, out/seed_tour.json, out/seed_tour_symbolic.txt"
+
+test: $(STAMP) dot
+	$(PY) -m pytest
+
+# Long random fuzzing (not in CI): hypothesis without derandomisation, many examples.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_rules_property.py -x
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_analyze.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rfgraph tests examples benchmarks
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -1,0 +1,103 @@
+"""The ``rfgraph`` command.
+
+    rfgraph analyze [SPEC] --input 1,3,H,W [--at H=224,W=224] [--json] [--depth N]
+
+Every user error is one line on stderr and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from . import __version__
+from .errors import RfgraphError
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rfgraph",
+        description="Exact symbolic output sizes, receptive fields, parameters and MACs for "
+                    "every node of a PyTorch model.")
+    parser.add_argument("--version", action="version", version=f"rfgraph {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    an = sub.add_parser(
+        "analyze", help="analyse a model: table (default) or JSON",
+        description="Analyse a model. SPEC is package.module:callable or path/to/file.py:callable "
+                    "(a class or factory called with no arguments); without SPEC the built-in "
+                    "seed-tour model is analysed.")
+    an.add_argument("spec", nargs="?", default=None, metavar="SPEC")
+    an.add_argument("--input", default=None, metavar="SHAPE",
+                    help="input shape, names are symbols (default 1,3,H,W)")
+    an.add_argument("--at", default=None, metavar="SIZES",
+                    help="substitute sizes, e.g. H=224,W=224")
+    an.add_argument("--json", action="store_true", help="print Analysis.to_dict() as JSON")
+    an.add_argument("--depth", type=int, default=None, metavar="N",
+                    help="group rows by module, N levels deep")
+    an.add_argument("--trust-pickle", action="store_true",
+                    help="allow loading a pickled model file (runs code from the file)")
+    return parser
+
+
+def _load(spec: str | None, trust_pickle: bool):
+    if spec is None:
+        from .models import DEFAULT_INPUT, DEFAULT_MODEL
+
+        return DEFAULT_MODEL(), DEFAULT_INPUT, "seed_tour"
+    from .loader import load_model
+
+    model = load_model(spec, trust_pickle=trust_pickle)
+    name = spec.rpartition(":")[2] or type(model).__name__
+    return model, None, name
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .api import analyze, parse_input
+    from .report import format_table
+
+    model, default_input, name = _load(args.spec, args.trust_pickle)
+    shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
+    if args.depth is not None and args.depth < 0:
+        raise RfgraphError("--depth must be >= 0")
+    analysis = analyze(model, shape, at=args.at, name=name)
+    if args.json:
+        json.dump(analysis.to_dict(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_table(analysis, depth=args.depth))
+    return 0
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"rfgraph: warning: {str(message).removeprefix('rfgraph: ')}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    warnings.formatwarning = _warning_line
+    handlers = {"analyze": cmd_analyze}
+    try:
+        return handlers[args.command](args)
+    except RfgraphError as exc:
+        print(f"rfgraph: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rfgraph: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug in rfgraph: still one line, and say so
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"rfgraph: internal error: {type(exc).__name__}: {first} "
+              "(please report this with the model)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

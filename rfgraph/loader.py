@@ -1,0 +1,127 @@
+"""Turn a model SPEC into an nn.Module: ``package.module:callable``, ``file.py:callable``,
+or a saved model file. Every failure is a one-line :class:`SpecError`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from .errors import SpecError, UnsafePickleError
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".bin", ".ckpt")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _resolve(obj: object, attr_path: str, spec: str) -> object:
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SpecError(f"bad model spec {spec!r}: no attribute {part!r}") from None
+    return obj
+
+
+def _instantiate(obj: object, spec: str) -> nn.Module:
+    if isinstance(obj, nn.Module):
+        return obj
+    if not callable(obj):
+        raise SpecError(f"bad model spec {spec!r}: {type(obj).__name__} is not callable")
+    try:
+        model = obj()
+    except TypeError as exc:
+        try:
+            sig = str(inspect.signature(obj))
+        except (TypeError, ValueError):
+            sig = "(...)"
+        raise SpecError(f"bad model spec {spec!r}: calling it with no arguments failed "
+                        f"({_first_line(exc)}); its signature is {sig}") from None
+    except Exception as exc:
+        raise SpecError(f"bad model spec {spec!r}: building the model failed: "
+                        f"{_first_line(exc)}") from None
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"bad model spec {spec!r}: it returned {type(model).__name__}, "
+                        "not a torch.nn.Module")
+    return model
+
+
+def load_model(spec: str, trust_pickle: bool = False) -> nn.Module:
+    """Load the model named by ``spec`` (see module docstring)."""
+    spec = spec.strip()
+    path_part, sep, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if not sep:
+        return _load_file(Path(spec), spec, trust_pickle)
+    if not attr:
+        raise SpecError(f"bad model spec {spec!r}: name the callable after ':'")
+    if path_part.endswith(".py") or "/" in path_part or "\\" in path_part:
+        module = _import_file(Path(path_part), spec)
+    else:
+        try:
+            module = importlib.import_module(path_part)
+        except ImportError as exc:
+            raise SpecError(f"bad model spec {spec!r}: cannot import {path_part!r} "
+                            f"({_first_line(exc)})") from None
+        except Exception as exc:
+            raise SpecError(f"bad model spec {spec!r}: importing {path_part!r} failed: "
+                            f"{_first_line(exc)}") from None
+    return _instantiate(_resolve(module, attr, spec), spec)
+
+
+def _import_file(path: Path, spec: str) -> object:
+    if not path.is_file():
+        raise SpecError(f"bad model spec {spec!r}: no such file {str(path)!r}")
+    name = f"_rfgraph_user_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise SpecError(f"bad model spec {spec!r}: {str(path)!r} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    parent = str(path.resolve().parent)
+    added = parent not in sys.path
+    if added:
+        sys.path.insert(0, parent)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise SpecError(f"bad model spec {spec!r}: running {str(path)!r} failed: "
+                        f"{_first_line(exc)}") from None
+    finally:
+        if added:
+            sys.path.remove(parent)
+    return module
+
+
+def _load_file(path: Path, spec: str, trust_pickle: bool) -> nn.Module:
+    if not path.exists():
+        raise SpecError(f"bad model spec {spec!r}: use package.module:callable, "
+                        "path/to/file.py:callable or a saved model file")
+    if path.suffix == ".py":
+        raise SpecError(f"bad model spec {spec!r}: name the callable, e.g. {spec}:MyNet")
+    if path.suffix.lower() not in PICKLE_SUFFIXES:
+        raise SpecError(f"bad model spec {spec!r}: unknown model file type {path.suffix!r}")
+    if not trust_pickle:
+        raise UnsafePickleError(
+            f"refusing to unpickle {str(path)!r}: loading a pickle runs arbitrary code; "
+            "pass --trust-pickle if you trust this file, or use package.module:callable")
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise SpecError(f"cannot load {str(path)!r}: {_first_line(exc)}") from None
+    if isinstance(obj, nn.Module):
+        return obj
+    if isinstance(obj, dict):
+        raise SpecError(
+            f"{str(path)!r} holds a state_dict (weights only), not a model: build the model "
+            "with its factory, e.g. `rfgraph analyze package.module:factory`; weights do not "
+            "change shapes, fields or costs")
+    raise SpecError(f"{str(path)!r} holds a {type(obj).__name__}, not a torch.nn.Module")
