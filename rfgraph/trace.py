@@ -25,6 +25,8 @@ def trace(model: nn.Module) -> fx.GraphModule:
         return model
     if not isinstance(model, nn.Module):
         raise TraceError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    if lookup_module(model) is not None:  # a single covered layer: trace a one-node wrapper
+        model = _Single(model)
     tracer = RfTracer()
     try:
         graph = tracer.trace(model)
@@ -33,8 +35,19 @@ def trace(model: nn.Module) -> fx.GraphModule:
         raise TraceError(
             f"could not trace {type(model).__name__} with torch.fx: {type(exc).__name__}: {first}"
         ) from None
-    name = type(model).__name__
+    name = type(model.layer if isinstance(model, _Single) else model).__name__
     return fx.GraphModule(tracer.root, graph, name)
+
+
+class _Single(nn.Module):
+    """Wraps one covered layer so that the layer itself is the graph's only node."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x)
 
 
 def module_of(node: fx.Node) -> str:
