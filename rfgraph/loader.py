@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def load_model(spec: str, trust_pickle: bool = False) -> nn.Module:
     if path_part.endswith(".py") or "/" in path_part or "\\" in path_part:
         module = _import_file(Path(path_part), spec)
     else:
+        if os.getcwd() not in sys.path:  # like `python -m`: modules next to the user resolve
+            sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(path_part)
         except ImportError as exc:
