@@ -41,7 +41,11 @@ class AxisRF:
 
     def __init__(self, start: Callable[[Expr], Expr], end: Callable[[Expr], Expr], jump: Expr,
                  period: int = 1, aligned: bool = True, reason: str = "",
-                 notes: tuple[str, ...] = ()) -> None:
+                 notes: tuple[str, ...] = (), affine: tuple[int, int, int] | None = None,
+                 ) -> None:
+        #: (r, j, o) as Python ints when start(y) = o + j*y and end(y) = start(y) + r - 1 with
+        #: numbers only: the fast path for stacks of ordinary layers (no SymPy needed).
+        self.affine = affine
         self._start = start
         self._end = end
         self.jump = sympy.nsimplify(jump)
@@ -61,6 +65,10 @@ class AxisRF:
         return self._eval(1, y)
 
     def _eval(self, which: int, y: int | Expr) -> Expr:
+        if self.affine is not None:
+            r, j, o = self.affine
+            first = o + j * sympy.sympify(y)
+            return sympy.expand(first if which == 0 else first + r - 1)
         key = (which, sympy.sympify(y))
         if key not in self._cache:
             fn = self._start if which == 0 else self._end
@@ -73,6 +81,8 @@ class AxisRF:
         return self.start_at(0)
 
     def sizes_over_period(self) -> list[Expr]:
+        if self.affine is not None:
+            return [Integer(self.affine[0])]
         return [sympy.expand(self.end_at(y) - self.start_at(y) + 1) for y in range(self.period)]
 
     @property
@@ -91,6 +101,9 @@ class AxisRF:
         return len(set(self.sizes_over_period())) == 1
 
     def centre_twice(self, y: int | Expr) -> Expr:
+        if self.affine is not None and isinstance(y, int):
+            r, j, o = self.affine
+            return Integer(2 * (o + j * y) + r - 1)
         return sympy.expand(self.start_at(y) + self.end_at(y))
 
     # -- composition ---------------------------------------------------------------------------
@@ -105,6 +118,10 @@ class AxisRF:
                        ) -> AxisRF:
         """Conv/pool: output y reads elements [y*s - p, y*s - p + k_eff - 1]."""
         k_eff = dilation * (kernel - 1) + 1
+        if self.affine is not None and isinstance(pad_left, int):
+            r, j, o = self.affine
+            return _affine_rf(r + (k_eff - 1) * j, j * stride, o - pad_left * j, self.aligned,
+                              self.reason, self.notes)
         period = max(1, self.period // math.gcd(self.period, stride))
         return self.compose(lambda y: stride * y - pad_left,
                             lambda y: stride * y - pad_left + k_eff - 1,
@@ -135,7 +152,7 @@ class AxisRF:
 
     def with_note(self, note: str) -> AxisRF:
         return AxisRF(self._start, self._end, self.jump, self.period, self.aligned, self.reason,
-                      self.notes + (note,))
+                      self.notes + (note,), self.affine)
 
     def __repr__(self) -> str:
         return (f"AxisRF(size={self.size}, jump={self.jump}, offset={self.offset}, "
@@ -144,7 +161,14 @@ class AxisRF:
 
 def identity_rf() -> AxisRF:
     """The input itself: element y sees pixel y."""
-    return AxisRF(lambda y: y, lambda y: y, Integer(1), 1)
+    return _affine_rf(1, 1, 0)
+
+
+def _affine_rf(r: int, j: int, o: int, aligned: bool = True, reason: str = "",
+               notes: tuple[str, ...] = ()) -> AxisRF:
+    """A field with start(y) = o + j*y and size r (all ints)."""
+    return AxisRF(lambda y: o + j * y, lambda y: o + j * y + r - 1, Integer(j), 1, aligned,
+                  reason, notes, (int(r), int(j), int(o)))
 
 
 def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
@@ -182,6 +206,12 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
     notes: tuple[str, ...] = ()
     for r in unique:
         notes += tuple(n for n in r.notes if n not in notes)
+    reason = "; ".join(dict.fromkeys(reasons))
+    if all(r.affine is not None for r in unique) and len({r.affine[1] for r in unique}) == 1:
+        lo = min(r.affine[2] for r in unique)
+        hi = max(r.affine[2] + r.affine[0] - 1 for r in unique)
+        j = unique[0].affine[1]
+        return _affine_rf(hi - lo + 1, j, lo, aligned, reason, notes)
 
     def start(y: Expr) -> Expr:
         return Min(*[r.start_at(y) for r in unique])
@@ -189,8 +219,7 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
     def end(y: Expr) -> Expr:
         return Max(*[r.end_at(y) for r in unique])
 
-    return AxisRF(start, end, local[0].jump, period, aligned,
-                  "; ".join(dict.fromkeys(reasons)), notes)
+    return AxisRF(start, end, local[0].jump, period, aligned, reason, notes)
 
 
 # Re-exported for rules that build their own index maps.
