@@ -119,6 +119,16 @@ class Analysis:
     def unknown_nodes(self) -> list[NodeInfo]:
         return [n for n in self.nodes if n.unknown]
 
+    @property
+    def unknown_ops(self) -> dict[str, dict[str, int]]:
+        """Ops without a rule: op -> {module: count} (fvcore-style unsupported report)."""
+        out: dict[str, dict[str, int]] = {}
+        for n in self.nodes:
+            if n.unknown and not any(note.startswith("unknown: depends") for note in n.notes):
+                per = out.setdefault(n.module_type or n.target, {})
+                per[n.module or "(top)"] = per.get(n.module or "(top)", 0) + 1
+        return out
+
     def field(self, node: NodeInfo | str) -> list[AxisRF] | None:
         """The node's symbolic field per spatial axis, or None when unknown."""
         info = self[node] if isinstance(node, str) else node
@@ -158,7 +168,14 @@ class Analysis:
         missing = [s for s in self.symbols if s not in at]
         if missing:
             raise RfgraphError(f"evaluate needs a value for {', '.join(missing)}")
-        result = Analysis(self.model_name, self.input_shape, self._nodes, self.warnings, at,
+        nodes, messages = self._nodes, self.warnings
+        if self.graph_module is not None and any(n.needs_at for n in self._nodes):
+            # ops without rules run on meta tensors, size-dependent fields get resolved
+            from .annotate import annotate
+
+            nodes, extra = annotate(self.graph_module, self.input_shape, at, warn=False)
+            messages = extra
+        result = Analysis(self.model_name, self.input_shape, nodes, messages, at,
                           self.graph_module)
         result.check_sizes()
         return result

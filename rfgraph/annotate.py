@@ -53,6 +53,7 @@ class NodeInfo:
     conditions: list[Expr] = field(default_factory=list)
     min_sizes: list[tuple[Expr, str]] = field(default_factory=list)
     buffers: int = 0
+    needs_at: bool = False  # part of the result is only known at concrete sizes
 
     @property
     def tensor(self) -> TensorInfo | None:
@@ -117,11 +118,17 @@ def _target_text(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str]:
     return str(node.target), ""
 
 
-def annotate(gm: fx.GraphModule, shape: Sequence[Expr]) -> tuple[list[NodeInfo], list[str]]:
+def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | None = None,
+             warn: bool = True) -> tuple[list[NodeInfo], list[str]]:
     """Annotate every node of ``gm`` for an input of symbolic ``shape``.
 
-    Returns the node infos in graph order (the output node last) and warnings issued.
+    ``at`` (symbol name -> size) lets ops without a rule run on meta tensors ("numeric only")
+    and rules that need concrete sizes finish their work. Returns the node infos in graph order
+    (the output node last) and the warnings issued.
     """
+    at_syms = {sympy.Symbol(k, integer=True, positive=True): v for k, v in at.items()} \
+        if at is not None else None
+    forced = gm.meta.get("rfgraph_forced_leaves", {}) if hasattr(gm, "meta") else {}
     env: dict[str, Any] = {}
     infos: list[NodeInfo] = []
     warned: dict[str, int] = {}
@@ -166,16 +173,22 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr]) -> tuple[list[NodeInfo],
             if t is None:
                 info.notes.append("the output holds no tensor")
         else:
-            _apply_rule(gm, node, env, info, warned, seen_modules)
+            _apply_rule(gm, node, env, info, warned, seen_modules, at_syms, warn)
+            if node.op == "call_module" and str(node.target) in forced:
+                info.notes.insert(0, "kept as a leaf: tracing its forward failed "
+                                     f"({forced[str(node.target)]})")
         env[node.name] = info.value
         infos.append(info)
-    messages = [f"{count} node(s) with op {t!r} have no rule: marked unknown"
+    messages = [f"{count} node(s) with op {t!r} have no rule: "
+                + ("measured on meta tensors (numeric only)" if at is not None
+                   else "marked unknown (evaluate at concrete sizes to measure them)")
                 for t, count in warned.items()]
     return infos, messages
 
 
 def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: NodeInfo,
-                warned: dict[str, int], seen_modules: dict[int, str]) -> None:
+                warned: dict[str, int], seen_modules: dict[int, str],
+                at: dict[sympy.Symbol, int] | None, warn: bool) -> None:
     module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
     args = fx.node.map_arg(node.args, lambda n: env[n.name])
     kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n.name])
@@ -194,18 +207,35 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
     if found is None:
         key = info.module_type or info.target
         warned[key] = warned.get(key, 0) + 1
-        if warned[key] == 1:
-            warnings.warn(f"rfgraph: no rule for {key} (node '{node.name}'); marked unknown",
-                          stacklevel=3)
-        info.value = Unknown(f"node '{node.name}' ({key}) has no rule")
-        info.kind = "unknown"
-        info.notes.append(f"unknown op {key}: shape, field and cost not known")
+        if warned[key] == 1 and warn:
+            warnings.warn(f"rfgraph: no rule for {key} (node '{node.name}'); its field is "
+                          "unknown, its shape and cost are measured on meta tensors at concrete "
+                          "sizes", stacklevel=3)
+        info.kind, info.family = "unknown", "unknown"
+        info.needs_at = True
         if module is not None:
-            info.params = sum(p.numel() for p in module.parameters())
-            info.params_formula = f"numel of the module's parameters = {info.params}"
+            if id(module) in seen_modules:
+                info.notes.append(f"shares its parameters with node '{seen_modules[id(module)]}'")
+                info.params_formula = f"0 (counted at node '{seen_modules[id(module)]}')"
+            else:
+                seen_modules[id(module)] = node.name
+                info.params = sum(p.numel() for p in module.parameters())
+                info.buffers = sum(b.numel() for b in module.buffers())
+                info.params_formula = f"numel of the module's parameters = {info.params}"
+        measured = _run_on_meta(node, module, args, kwargs, at) if at is not None else None
+        if measured is None:
+            info.value = Unknown(f"node '{node.name}' ({key}) has no rule")
+            info.notes.append(f"unknown op {key}: field unknown; shape and MACs known at "
+                              "concrete sizes (evaluate)")
+            return
+        info.value, macs = measured
+        info.macs = Integer(macs)
+        info.notes.append(f"unknown op {key}: numeric only (shape and MACs measured on meta "
+                          "tensors at the evaluated sizes; field unknown)")
         return
     rule, family = found
-    call = rules.Call(node.name, module, info.module, node.target, tuple(args), dict(kwargs))
+    call = rules.Call(node.name, module, info.module, node.target, tuple(args), dict(kwargs),
+                      at)
     try:
         result = rule(call)
     except RfgraphError:
@@ -220,6 +250,7 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
     info.notes.extend(result.notes)
     info.conditions.extend(result.conditions)
     info.min_sizes.extend(result.min_sizes)
+    info.needs_at = result.needs_at
     if module is not None:
         info.buffers = sum(b.numel() for b in module.buffers(recurse=True))
         if id(module) in seen_modules:
@@ -228,3 +259,114 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
             info.params_formula = f"0 (counted at node '{seen_modules[id(module)]}')"
         else:
             seen_modules[id(module)] = node.name
+
+
+def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any,
+                 at: dict[sympy.Symbol, int]) -> tuple[Any, int] | None:
+    """Run one op on meta tensors at concrete sizes: (output TensorInfo(s), MACs) or None."""
+    first_in: list[TensorInfo] = []
+
+    def to_meta(v: Any) -> Any:
+        if isinstance(v, TensorInfo):
+            dims = [sympy.sympify(s).xreplace({k: Integer(x) for k, x in at.items()})
+                    for s in v.shape]
+            if not all(d.is_Integer for d in dims):
+                raise _CannotMeasure
+            if not first_in:
+                first_in.append(v)
+            return torch.empty([int(d) for d in dims], device="meta")
+        if isinstance(v, Unknown):
+            raise _CannotMeasure
+        if isinstance(v, (tuple, list)):
+            return type(v)(to_meta(x) for x in v)
+        if isinstance(v, dict):
+            return {k: to_meta(x) for k, x in v.items()}
+        if isinstance(v, Expr):
+            e = v.xreplace({k: Integer(x) for k, x in at.items()})
+            if not e.is_Integer:
+                raise _CannotMeasure
+            return int(e)
+        return v
+
+    try:
+        margs, mkwargs = to_meta(args), to_meta(kwargs)
+    except _CannotMeasure:
+        return None
+    try:
+        out, macs = _execute(node, module, margs, mkwargs)
+    except Exception as meta_exc:
+        # data-dependent code (x.sum() > 0) cannot run on meta: run it on zeros on the CPU,
+        # unless the module itself lives on meta
+        on_meta = module is not None and any(p.is_meta for p in module.parameters())
+        if on_meta:
+            raise RfgraphError(f"node '{node.name}' ({node.target}) cannot run on meta "
+                               f"tensors: {_first(meta_exc)}") from None
+        try:
+            real = _to_real((margs, mkwargs))
+            out, macs = _execute(node, module, real[0], real[1], copy_to_meta=False)
+        except Exception as exc:
+            raise RfgraphError(f"node '{node.name}' ({node.target}) failed when run at the "
+                               f"evaluated sizes: {_first(exc)}") from None
+    ref = first_in[0] if first_in else None
+    n_axes = len(ref.rf) if ref is not None else 0
+
+    def to_info(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            shape = tuple(Integer(int(d)) for d in v.shape)
+            if ref is not None and v.ndim == ref.ndim:
+                axes = ref.axes
+            else:
+                axes = (None,) * v.ndim
+            return TensorInfo(shape, axes, (None,) * n_axes)
+        if isinstance(v, (tuple, list)):
+            return type(v)(to_info(x) for x in v)
+        if isinstance(v, dict):
+            return {k: to_info(x) for k, x in v.items()}
+        return v
+
+    return to_info(out), macs
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _to_real(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return torch.zeros(value.shape)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_real(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_real(v) for k, v in value.items()}
+    return value
+
+
+def _execute(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any,
+             copy_to_meta: bool = True) -> tuple[Any, int]:
+    """Run one op under FlopCounterMode: (output, MACs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        if module is not None:
+            if copy_to_meta and not all(p.is_meta for p in module.parameters()):
+                import copy
+
+                runner = copy.deepcopy(module).to("meta")
+            else:
+                runner = module
+            was_training = runner.training
+            runner.eval()
+            try:
+                out = runner(*args, **kwargs)
+            finally:
+                runner.train(was_training)
+        elif node.op == "call_method":
+            out = getattr(args[0], str(node.target))(*args[1:], **kwargs)
+        else:
+            out = node.target(*args, **kwargs)
+    return out, counter.get_total_flops() // 2
+
+
+class _CannotMeasure(Exception):
+    pass

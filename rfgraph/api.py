@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import sympy
 import torch.fx as fx
 from torch import nn
 
@@ -49,7 +50,8 @@ def analyze(model: nn.Module, input_shape: str | Sequence[int | str] = (1, 3, "H
     """
     shape = parse_input(input_shape)
     gm = model if isinstance(model, fx.GraphModule) else trace(model)
-    infos, messages = annotate(gm, shape)
+    concrete = all(sympy.sympify(s).is_Integer for s in shape)
+    infos, messages = annotate(gm, shape, {} if concrete else None)
     result = Analysis(name or type(model).__name__, shape, infos, messages, graph_module=gm)
     if at:
         return result.evaluate(**parse_at(at))

@@ -89,6 +89,7 @@ def analysis_to_dict(a: Analysis) -> dict[str, Any]:
             "macs_at": a.int_of(total_macs) if a.at is not None else None,
             "buffers": int(a.total_buffers),
             "unknown_nodes": [n.name for n in a.unknown_nodes],
+            "unknown_ops": a.unknown_ops,
         },
         "warnings": list(a.warnings),
         "schema": SCHEMA_VERSION,

@@ -28,6 +28,7 @@ from .symbolic import Y, ceildiv, floordiv, normalize
 __all__ = ["AxisRF", "identity_rf", "merge_rfs"]
 
 IndexMap = Callable[[Expr], Expr]
+TapMap = Callable[[Expr], list[Expr]]
 
 
 class AxisRF:
@@ -37,12 +38,18 @@ class AxisRF:
     ``period``: a positive int P with ``start(y + P) = start(y) + P*jump`` (same for end); the
     field size depends only on ``y mod P``.
     ``aligned``/``reason``: False when a merge joined branches whose fields do not line up.
+    ``live``: None when every element reads at least one input pixel; else a predicate on a
+    concrete y, False for a *dead* element that reads none (the gaps of a transposed conv whose
+    kernel is shorter than its stride). A dead element's field is empty: ``end_at(y) ==
+    start_at(y) - 1``. Internally its maps keep the values that make unions work downstream:
+    start = the start of the next live element, end = the end of the previous one.
     """
 
     def __init__(self, start: Callable[[Expr], Expr], end: Callable[[Expr], Expr], jump: Expr,
                  period: int = 1, aligned: bool = True, reason: str = "",
                  notes: tuple[str, ...] = (), affine: tuple[int, int, int] | None = None,
-                 ) -> None:
+                 live: Callable[[int], bool] | None = None) -> None:
+        self._live = live
         #: (r, j, o) as Python ints when start(y) = o + j*y and end(y) = start(y) + r - 1 with
         #: numbers only: the fast path for stacks of ordinary layers (no SymPy needed).
         self.affine = affine
@@ -61,8 +68,31 @@ class AxisRF:
         return self._eval(0, y)
 
     def end_at(self, y: int | Expr) -> Expr:
-        """Last input pixel of the field of output element ``y``."""
+        """Last input pixel of the field of output element ``y`` (start - 1 when it is empty)."""
+        if not self.is_live(y):
+            return self._eval(0, y) - 1
         return self._eval(1, y)
+
+    @property
+    def gappy(self) -> bool:
+        """True when some elements may read no input pixel at all."""
+        return self._live is not None
+
+    def is_live(self, y: int | Expr) -> bool:
+        """False when element ``y`` reads no input pixel (True when unknown: symbolic y)."""
+        if self._live is None:
+            return True
+        y = sympy.sympify(y)
+        if not y.is_Integer:
+            return True
+        key = (2, y)
+        if key not in self._cache:
+            self._cache[key] = bool(self._live(int(y)))
+        return bool(self._cache[key])
+
+    def _live_taps(self, taps: list[Expr]) -> list[Expr]:
+        """The taps that are live (all of them when they are symbolic)."""
+        return [t for t in taps if self.is_live(t)]
 
     def _eval(self, which: int, y: int | Expr) -> Expr:
         if self.affine is not None:
@@ -108,11 +138,38 @@ class AxisRF:
 
     # -- composition ---------------------------------------------------------------------------
     def compose(self, first: IndexMap, last: IndexMap, jump: Expr, period: int,
-                note: str | None = None) -> AxisRF:
-        """Output y of the next layer reads this node's elements ``first(y) .. last(y)``."""
+                note: str | None = None, taps: TapMap | None = None,
+                gaps: bool = False) -> AxisRF:
+        """Output y of the next layer reads this node's elements ``first(y) .. last(y)``.
+
+        ``taps(y)``: the elements it really reads, when they are a strict subset of that range
+        (dilation); ``gaps``: some y read no element at all (first(y) > last(y)).
+        """
         notes = self.notes + ((note,) if note and note not in self.notes else ())
-        return AxisRF(lambda y: self.start_at(first(y)), lambda y: self.end_at(last(y)), jump,
-                      period, self.aligned, self.reason, notes)
+        if not self.gappy and not gaps:  # every element read is live: the ends are taps
+            return AxisRF(lambda y: self._eval(0, first(y)), lambda y: self._eval(1, last(y)),
+                          jump, period, self.aligned, self.reason, notes)
+
+        def read(y: Expr) -> list[Expr]:
+            if taps is not None:
+                return list(taps(y))
+            lo, hi = sympy.sympify(first(y)), sympy.sympify(last(y))
+            if lo.is_Integer and hi.is_Integer:
+                return [Integer(i) for i in range(int(lo), int(hi) + 1)]
+            return [lo, hi]
+
+        def start(y: Expr) -> Expr:  # the start of the first live element read
+            live = self._live_taps(read(y)) if taps is not None else []
+            return self._eval(0, live[0] if live else first(y))
+
+        def end(y: Expr) -> Expr:  # the end of the last live element read
+            live = self._live_taps(read(y)) if taps is not None else []
+            return self._eval(1, live[-1] if live else last(y))
+
+        def is_live(y: int) -> bool:
+            return bool(self._live_taps(read(Integer(y))))
+
+        return AxisRF(start, end, jump, period, self.aligned, self.reason, notes, live=is_live)
 
     def through_window(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
                        ) -> AxisRF:
@@ -123,21 +180,31 @@ class AxisRF:
             return _affine_rf(r + (k_eff - 1) * j, j * stride, o - pad_left * j, self.aligned,
                               self.reason, self.notes)
         period = max(1, self.period // math.gcd(self.period, stride))
+        taps = None
+        if dilation > 1:
+            def taps(y: Expr) -> list[Expr]:
+                return [stride * y - pad_left + t * dilation for t in range(kernel)]
         return self.compose(lambda y: stride * y - pad_left,
                             lambda y: stride * y - pad_left + k_eff - 1,
-                            self.jump * stride, period)
+                            self.jump * stride, period, taps=taps)
 
     def through_transposed(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
                            ) -> AxisRF | None:
         """Transposed conv: input i feeds outputs i*s - p + t*d (t < k), so output y reads
-        inputs ceil((y + p - k_eff + 1)/s) .. floor((y + p)/s) when d == 1 or s == 1.
+        inputs ceil((y + p - k_eff + 1)/s) .. floor((y + p)/s) when d == 1 or s == 1 (every
+        d-th of them when d > 1). When k_eff < s some outputs read no input (dead elements).
         Returns None when the taps are sparse in a way the maps do not model (d > 1, s > 1)."""
         k_eff = dilation * (kernel - 1) + 1
         if dilation > 1 and stride > 1:
             return None
+        taps = None
+        if dilation > 1:  # stride 1: inputs y + p - t*d
+            def taps(y: Expr) -> list[Expr]:
+                return [y + pad_left - t * dilation for t in reversed(range(kernel))]
         return self.compose(lambda y: ceildiv(y + pad_left - k_eff + 1, stride),
                             lambda y: floordiv(y + pad_left, stride),
-                            self.jump / stride, self.period * stride)
+                            self.jump / stride, self.period * stride, taps=taps,
+                            gaps=k_eff < stride)
 
     def through_upsample(self, num: int, den: int, kind: str) -> AxisRF:
         """Reserved for resize rules (nearest/bilinear with a rational scale)."""
@@ -146,13 +213,13 @@ class AxisRF:
     def collapsed(self, n: Expr) -> AxisRF:
         """Every output element reads all ``n`` positions of this node (global pooling, flatten
         + linear): the union over positions, size (n-1)*j + r for uniform fields."""
-        s0, e0 = self.start_at(0), self.end_at(n - 1)
+        s0, e0 = self._eval(0, 0), self._eval(1, n - 1)  # first/last live element's ends
         return AxisRF(lambda y: s0, lambda y: e0, self.jump * n, 1, self.aligned, self.reason,
                       self.notes)
 
     def with_note(self, note: str) -> AxisRF:
         return AxisRF(self._start, self._end, self.jump, self.period, self.aligned, self.reason,
-                      self.notes + (note,), self.affine)
+                      self.notes + (note,), self.affine, self._live)
 
     def __repr__(self) -> str:
         return (f"AxisRF(size={self.size}, jump={self.jump}, offset={self.offset}, "
@@ -197,7 +264,7 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
         reasons.append("jumps differ: " + ", ".join(str(j) for j in jumps))
     elif len(local) > 1:
         for y in range(period):
-            centres = {r.centre_twice(y) for r in local}
+            centres = {r.centre_twice(y) for r in local if r.is_live(y)}
             if len(centres) > 1:
                 aligned = False
                 spans = ", ".join(f"[{r.start_at(y)}, {r.end_at(y)}]" for r in local)
@@ -213,13 +280,20 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
         j = unique[0].affine[1]
         return _affine_rf(hi - lo + 1, j, lo, aligned, reason, notes)
 
+    def branches(y: Expr) -> list[AxisRF]:  # a branch that reads nothing at y adds nothing
+        return [r for r in unique if r.is_live(y)] or unique
+
     def start(y: Expr) -> Expr:
-        return Min(*[r.start_at(y) for r in unique])
+        return Min(*[r._eval(0, y) for r in branches(y)])
 
     def end(y: Expr) -> Expr:
-        return Max(*[r.end_at(y) for r in unique])
+        return Max(*[r._eval(1, y) for r in branches(y)])
 
-    return AxisRF(start, end, local[0].jump, period, aligned, reason, notes)
+    def live(y: int) -> bool:
+        return any(r.is_live(y) for r in unique)
+
+    return AxisRF(start, end, local[0].jump, period, aligned, reason, notes,
+                  live=live if any(r.gappy for r in unique) else None)
 
 
 # Re-exported for rules that build their own index maps.

@@ -10,13 +10,47 @@ from .errors import TraceError
 from .rules.base import lookup_module
 
 
+class _NeedsLeaf(Exception):
+    def __init__(self, qualname: str, cause: BaseException) -> None:
+        super().__init__(qualname)
+        self.qualname = qualname
+        self.cause = cause
+
+
 class RfTracer(fx.Tracer):
-    """An fx tracer that keeps every module rfgraph has a rule for as one node."""
+    """An fx tracer that keeps every module rfgraph has a rule for as one node, and every module
+    in ``forced_leaves`` (whose forward could not be traced) as an opaque node."""
+
+    def __init__(self, forced_leaves: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.forced_leaves = dict(forced_leaves or {})
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if module_qualified_name in self.forced_leaves:
+            return True
         if lookup_module(m) is not None:
             return True
         return super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m, forward, args, kwargs):
+        try:
+            qualname = self.path_of_module(m)
+        except NameError:
+            return super().call_module(m, forward, args, kwargs)
+        if self.is_leaf_module(m, qualname):
+            return super().call_module(m, forward, args, kwargs)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except _NeedsLeaf:
+            raise
+        except Exception as exc:  # the innermost module whose forward fails becomes a leaf
+            raise _NeedsLeaf(qualname, exc) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
@@ -27,16 +61,24 @@ def trace(model: nn.Module) -> fx.GraphModule:
         raise TraceError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if lookup_module(model) is not None:  # a single covered layer: trace a one-node wrapper
         model = _Single(model)
-    tracer = RfTracer()
-    try:
-        graph = tracer.trace(model)
-    except Exception as exc:  # fx raises many kinds; report one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TraceError(
-            f"could not trace {type(model).__name__} with torch.fx: {type(exc).__name__}: {first}"
-        ) from None
+    forced: dict[str, str] = {}
+    for _ in range(200):
+        tracer = RfTracer(forced)
+        try:
+            graph = tracer.trace(model)
+            break
+        except _NeedsLeaf as need:
+            forced[need.qualname] = _one_line(need.cause)
+        except Exception as exc:  # fx raises many kinds; report one line
+            raise TraceError(f"could not trace {type(model).__name__} with torch.fx: "
+                             f"{_one_line(exc)} (in its own forward, so no submodule can be "
+                             "kept as a leaf instead)") from None
+    else:
+        raise TraceError(f"could not trace {type(model).__name__}: too many untraceable modules")
     name = type(model.layer if isinstance(model, _Single) else model).__name__
-    return fx.GraphModule(tracer.root, graph, name)
+    gm = fx.GraphModule(tracer.root, graph, name)
+    gm.meta["rfgraph_forced_leaves"] = forced
+    return gm
 
 
 class _Single(nn.Module):

@@ -51,10 +51,10 @@ def first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
-# -- shapes -------------------------------------------------------------------------------------
+# -- shapes ---------------------------------------------------------------------------------------
 def copy_graph(graph: fx.Graph, stop_at: str | None = None) -> fx.Graph:
     """A copy of ``graph`` (same node names); with ``stop_at``, truncated so that the output is
-    the node called ``stop_at`` (dead nodes removed)."""
+    the node called ``stop_at``."""
     new = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     if stop_at is None:
@@ -67,13 +67,16 @@ def copy_graph(graph: fx.Graph, stop_at: str | None = None) -> fx.Graph:
         if node.name == stop_at:
             new.output(env[node])
             break
-    new.eliminate_dead_code()
     return new
 
 
 def truncated(gm: fx.GraphModule, node_name: str) -> fx.GraphModule:
-    """A GraphModule computing ``gm``'s node ``node_name`` from the input (shares modules)."""
-    return fx.GraphModule(gm, copy_graph(gm.graph, node_name), f"upto_{node_name}")
+    """A GraphModule computing ``gm``'s node ``node_name`` from the input (shares modules;
+    nodes that do not lead to ``node_name`` are dropped)."""
+    cut = fx.GraphModule(gm, copy_graph(gm.graph, node_name), f"upto_{node_name}")
+    cut.graph.eliminate_dead_code()
+    cut.recompile()
+    return cut
 
 
 def meta_graph_module(name: str, gm: fx.GraphModule) -> fx.GraphModule:
@@ -131,7 +134,7 @@ def smallest_accepted(meta_gm: fx.GraphModule, make_shape: Callable[[int], tuple
     return lo
 
 
-# -- MACs ---------------------------------------------------------------------------------------
+# -- MACs -----------------------------------------------------------------------------------------
 @functools.cache
 def flop_macs(name: str, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
     """(total MACs, MACs per module qualified name) of the *eager* model on the meta device,
@@ -152,7 +155,7 @@ def flop_macs(name: str, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
     return total // 2, per_module
 
 
-# -- receptive fields ---------------------------------------------------------------------------
+# -- receptive fields -----------------------------------------------------------------------------
 def inside_range(start: Callable[[int], int], end: Callable[[int], int], n_out: int,
                  n_in: int) -> tuple[int, int] | None:
     """[lo, hi]: the output indices whose field [start(y), end(y)] lies inside [0, n_in - 1]
@@ -189,10 +192,11 @@ def spread(lo: int, hi: int, period: int, count: int = 3) -> list[int]:
 
 
 def probe_boxes(gm: fx.GraphModule, node_name: str, shape: Sequence[int],
-                positions: Sequence[Sequence[int]]) -> list[list[tuple[int, int]]]:
+                positions: Sequence[Sequence[int] | None]) -> list[list[tuple[int, int]]]:
     """Gradient-probe boxes of node ``node_name`` of ``gm`` (the graph cut after that node)."""
     model = gm if node_name == "output" else truncated(gm, node_name)
-    return probe_rf_many(model, tuple(shape), [tuple(p) for p in positions])
+    return probe_rf_many(model, tuple(shape),
+                         [None if p is None else tuple(p) for p in positions])
 
 
 def ceil_int(x: Any) -> int:

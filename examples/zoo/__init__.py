@@ -2,6 +2,14 @@
 
 ``ZOO`` maps a name to a zero-argument factory; ``ZOO_INPUTS`` gives the symbolic
 input shape of each model (strings are free spatial dimensions).
+
+``GRAPH_ZOO`` / ``GRAPH_ZOO_INPUTS`` (same format) hold small graph-level architectures
+written the way real code bases write them: functional calls, ``x.size()`` / ``view``,
+``F.interpolate(size=x.shape[-2:])``, ``F.pad``, ``x.mean(dim)``, ``permute``, ``torch.cat``,
+dict outputs. They are kept out of ``ZOO`` because tests/test_zoo_models.py asserts that
+no ``ZOO`` graph contains ``view`` / ``reshape`` / ``size`` and tests/test_zoo_analysis.py
+requires a ``SIZES`` entry for every ``ZOO`` model. ``UNTRACEABLE`` holds models that run
+eagerly but fail ``torch.fx.symbolic_trace``.
 """
 
 from collections.abc import Callable
@@ -9,11 +17,19 @@ from collections.abc import Callable
 from torch import nn
 
 from .alexnet import alexnet
+from .channel_shuffle_view import shufflenet_view_small
 from .conv3d_net import small_conv3d
+from .convnext import convnext_small_block_net
+from .densenet import densenet_small
 from .encoder_decoder import encoder_decoder
+from .fcn_deeplab import deeplab_small
+from .inception import inception_small
 from .mobilenet_v2 import mobilenet_v2
 from .resnet50 import resnet50
+from .se_net import se_resnet_small
 from .shufflenet_v2 import shufflenet_v2_x1_0
+from .unet import unet_small
+from .untraceable import untraceable_net
 from .vgg16 import vgg16
 
 ZOO: dict[str, Callable[[], nn.Module]] = {
@@ -36,14 +52,39 @@ ZOO_INPUTS: dict[str, tuple] = {
     "encoder_decoder": (1, 3, "H", "W"),
 }
 
+GRAPH_ZOO: dict[str, Callable[[], nn.Module]] = {
+    "densenet_small": densenet_small,
+    "inception_small": inception_small,
+    "se_resnet_small": se_resnet_small,
+    "unet_small": unet_small,
+    "deeplab_small": deeplab_small,
+    "convnext_small_block_net": convnext_small_block_net,
+    "shufflenet_view_small": shufflenet_view_small,
+}
+
+GRAPH_ZOO_INPUTS: dict[str, tuple] = {name: (1, 3, "H", "W") for name in GRAPH_ZOO}
+
+UNTRACEABLE: dict[str, Callable[[], nn.Module]] = {"untraceable_net": untraceable_net}
+
 __all__ = [
+    "GRAPH_ZOO",
+    "GRAPH_ZOO_INPUTS",
+    "UNTRACEABLE",
     "ZOO",
     "ZOO_INPUTS",
     "alexnet",
+    "convnext_small_block_net",
+    "deeplab_small",
+    "densenet_small",
     "encoder_decoder",
+    "inception_small",
     "mobilenet_v2",
     "resnet50",
+    "se_resnet_small",
     "shufflenet_v2_x1_0",
+    "shufflenet_view_small",
     "small_conv3d",
+    "unet_small",
+    "untraceable_net",
     "vgg16",
 ]

@@ -32,6 +32,16 @@ class Call:
     target: Any
     args: tuple
     kwargs: dict
+    #: concrete sizes when the analysis is being evaluated (symbol -> int), else None. Rules whose
+    #: field depends non-linearly on the input size use it and otherwise report the field unknown
+    #: with ``OpResult.needs_at``.
+    at: dict | None = None
+
+    def concrete(self, expr: Any) -> Any:
+        """``expr`` with the ``at`` sizes substituted (unchanged when there are none)."""
+        if self.at is None:
+            return sympy.sympify(expr)
+        return sympy.sympify(expr).xreplace({k: Integer(v) for k, v in self.at.items()})
 
     def arg(self, index: int, name: str, default: Any = None) -> Any:
         if name in self.kwargs:
@@ -65,6 +75,7 @@ class OpResult:
     notes: list[str] = field(default_factory=list)
     conditions: list[Expr] = field(default_factory=list)  # relations that must hold (Eq, Ge)
     min_sizes: list[tuple[Expr, str]] = field(default_factory=list)  # (size that must be >= 1, what)
+    needs_at: bool = False  # some result is only known at concrete sizes (re-run when evaluating)
 
 
 Rule = Callable[[Call], OpResult]

@@ -109,6 +109,25 @@ def _conv_padding(padding, kernel, dilation, nd, stride) -> tuple[tuple[int, ...
     return p, p
 
 
+def _padding_mode_min_sizes(x: TensorInfo, nd: int, pl, pr, padding_mode: str,
+                            ) -> list[tuple[Expr, str]]:
+    """torch's own limits on the input size for non-zero padding: reflect needs every pad to be
+    smaller than the input, circular at most the input (it wraps around only once)."""
+    out: list[tuple[Expr, str]] = []
+    slack = {"reflect": 0, "circular": 1}.get(padding_mode)
+    if slack is None:
+        return out
+    letters = _AXIS_LETTERS[nd]
+    for i, d in enumerate(range(x.ndim - nd, x.ndim)):
+        pad = max(pl[i], pr[i])
+        if pad > 0:
+            rel = "<" if slack == 0 else "<="
+            out.append((x.shape[d] - pad + slack,
+                        f"input {letters[i]} - {pad}{' + 1' if slack else ''} "
+                        f"(padding_mode='{padding_mode}' needs padding {rel} input)"))
+    return out
+
+
 def _kernel_formula(nd: int) -> str:
     return "·".join(f"k_{c}" for c in _AXIS_LETTERS[nd])
 
@@ -132,6 +151,7 @@ def conv_core(call: Call, x: TensorInfo, nd: int, in_ch: int, out_ch: int, kerne
     if padding_mode != "zeros":
         notes.append(f"padding_mode={padding_mode}: padded coordinates stand for "
                      "reflected/replicated/wrapped pixels")
+        min_sizes = _padding_mode_min_sizes(x, nd, pl, pr, padding_mode) + min_sizes
     return OpResult(y, params, f"{formula} = {values}", sympy.expand(macs), family="conv",
                     notes=notes, conditions=conditions, min_sizes=min_sizes)
 
@@ -200,7 +220,7 @@ def _pool_nd(module: nn.Module) -> int:
 
 
 def pool_core(call: Call, x: TensorInfo, nd: int, kernel, stride, padding, dilation,
-              ceil_mode: bool, return_indices: bool = False) -> OpResult:
+              ceil_mode: bool, return_indices: bool = False, avg: bool = False) -> OpResult:
     kernel = ntuple(kernel, nd)
     stride = ntuple(stride if stride not in (None, [], ()) else kernel, nd)
     padding = ntuple(padding, nd)
@@ -210,6 +230,11 @@ def pool_core(call: Call, x: TensorInfo, nd: int, kernel, stride, padding, dilat
             raise RuleError(f"{call.where()}: padding {p} exceeds half the kernel {k}")
     w = Window(nd, kernel, stride, padding, padding, dilation, bool(ceil_mode))
     y, min_sizes = apply_window(call, x, w, None)
+    if avg and nd == 3:  # avg_pool3d first checks the unpadded input against the kernel
+        min_sizes = [(x.shape[d] - kernel[i] + 1, f"input {_AXIS_LETTERS[nd][i]} - {kernel[i]} "
+                      "+ 1 (avg_pool3d needs input >= kernel)")
+                     for i, d in enumerate(_spatial_dims(call, x, nd)) if kernel[i] > 1
+                     ] + min_sizes
     value = (y, y) if return_indices else y
     notes = ["returns (values, indices)"] if return_indices else []
     return OpResult(value, 0, "0", Integer(0), family="pool", notes=notes, min_sizes=min_sizes)
@@ -226,7 +251,7 @@ def maxpool_module(call: Call) -> OpResult:
 def avgpool_module(call: Call) -> OpResult:
     m = call.module
     return pool_core(call, call.tensor(), _pool_nd(m), m.kernel_size, m.stride, m.padding, 1,
-                     m.ceil_mode)
+                     m.ceil_mode, avg=True)
 
 
 def adaptive_core(call: Call, x: TensorInfo, nd: int, output_size, return_indices=False,
@@ -330,7 +355,7 @@ def _functional_avgpool(nd: int):
     def rule(call: Call) -> OpResult:
         return pool_core(call, call.tensor(0, "input"), nd, call.arg(1, "kernel_size"),
                          call.arg(2, "stride"), call.arg(3, "padding", 0), 1,
-                         call.arg(4, "ceil_mode", False))
+                         call.arg(4, "ceil_mode", False), avg=True)
 
     return rule
 

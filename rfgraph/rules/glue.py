@@ -232,12 +232,26 @@ def _broadcast(call: Call, tensors: list[TensorInfo]) -> tuple[TensorInfo, list[
           "div_", family="merge")
 def elementwise(call: Call) -> OpResult:
     tensors = [a for a in (*call.args, *call.kwargs.values()) if isinstance(a, TensorInfo)]
-    if not tensors:
-        raise RuleError(f"{call.where()}: no tensor operand")
+    if not tensors:  # arithmetic on sizes (h // 2, c * 4): a value, not a tensor
+        return _size_arithmetic(call)
     if len(tensors) == 1:
         return OpResult(tensors[0], kind="transparent", family="activation")
     y, conditions = _broadcast(call, tensors)
     return OpResult(y, kind="merge", family="merge", conditions=conditions)
+
+
+_SIZE_OPS = {"add": operator.add, "iadd": operator.add, "sub": operator.sub,
+             "isub": operator.sub, "mul": operator.mul, "imul": operator.mul,
+             "truediv": operator.truediv, "itruediv": operator.truediv}
+
+
+def _size_arithmetic(call: Call) -> OpResult:
+    name = call.target if isinstance(call.target, str) else call.target.__name__
+    op = _SIZE_OPS.get(name.strip("_"))
+    values = [sympy.sympify(v) for v in call.args[:2]]
+    if op is None or len(values) != 2:
+        raise RuleError(f"{call.where()}: no tensor operand")
+    return OpResult(sympy.expand(op(*values)), kind="shape", family="shape")
 
 
 @register(torch.cat, torch.concat, torch.concatenate, family="merge")
@@ -320,14 +334,6 @@ def split(call: Call) -> OpResult:
         sizes = [int(s) for s in spec]
         _split_sizes(call, size, sizes)
     return OpResult(_pieces(x, d, sizes), kind="shape", family="shape")
-
-
-@register(operator.getitem, family="shape")
-def getitem(call: Call) -> OpResult:
-    seq, index = call.args[0], call.args[1]
-    if isinstance(seq, (tuple, list)) and isinstance(index, int):
-        return OpResult(seq[index], kind="shape", family="shape")
-    raise RuleError(f"{call.where()}: indexing a tensor is not supported yet")
 
 
 # -- reductions ------------------------------------------------------------------------------------

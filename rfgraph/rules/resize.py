@@ -1,0 +1,248 @@
+"""Resizing ops: interpolate/Upsample, padding, pixel (un)shuffle.
+
+Index maps follow PyTorch's kernels (aten/src/ATen/native/UpSample.h), with the input-per-output
+scale kept as an exact fraction p/q:
+- nearest:            src = floor(y·p/q)
+- nearest-exact:      src = floor((y + 1/2)·p/q)
+- linear modes, align_corners=False: src = (y + 1/2)·p/q − 1/2, reads floor(src) and, when src is
+  not an integer, floor(src) + 1 (a zero weight is no dependence)
+- align_corners=True: src = y·(n_in − 1)/(n_out − 1), same two taps
+Fields are unclipped (border clamping is ignored), like padding elsewhere.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import sympy
+import torch.nn.functional as F
+from sympy import Expr, Integer
+from torch import nn
+
+from ..errors import RuleError
+from ..receptive_field import AxisRF
+from ..symbolic import ceildiv, floordiv
+from ..tensor import TensorInfo
+from .base import Call, OpResult, ntuple, register
+from .conv import Window, apply_window
+
+LINEAR_MODES = {"linear", "bilinear", "trilinear"}
+
+
+def _fraction(value: float | int, call: Call) -> Fraction:
+    f = Fraction(value)
+    if f.denominator > 1024:
+        raise RuleError(f"{call.where()}: scale factor {value} is not an exact small fraction "
+                        "(use size= or a dyadic factor such as 0.5, 1.5, 2)")
+    if f <= 0:
+        raise RuleError(f"{call.where()}: scale factor must be positive")
+    return f
+
+
+def _ratio(call: Call, num: Expr, den: Expr) -> Fraction | None:
+    """num/den as an exact fraction: symbolically when constant, else at the ``at`` sizes."""
+    r = sympy.nsimplify(sympy.sympify(num) / sympy.sympify(den))
+    if r.is_Rational:
+        return Fraction(int(r.p), int(r.q))
+    n, d = call.concrete(num), call.concrete(den)
+    if n.is_Integer and d.is_Integer and int(d) > 0:
+        return Fraction(int(n), int(d))
+    return None
+
+
+def _index_maps(mode: str, scale: Fraction, align: bool):
+    """(first(y), last(y)) input indices read by output y, for in-per-out ``scale`` = p/q."""
+    p, q = scale.numerator, scale.denominator
+    if mode == "nearest":
+        return (lambda y: floordiv(y * p, q)), (lambda y: floordiv(y * p, q))
+    if mode == "nearest-exact":
+        return (lambda y: floordiv((2 * y + 1) * p, 2 * q)), \
+               (lambda y: floordiv((2 * y + 1) * p, 2 * q))
+    if mode in LINEAR_MODES and not align:
+        return (lambda y: floordiv((2 * y + 1) * p - q, 2 * q)), \
+               (lambda y: ceildiv((2 * y + 1) * p - q, 2 * q))
+    if mode in LINEAR_MODES and align:
+        return (lambda y: floordiv(y * p, q)), (lambda y: ceildiv(y * p, q))
+    return None
+
+
+def resize_core(call: Call, x: TensorInfo, size, scale_factor, mode: str,
+                align_corners: bool | None, recompute: bool | None) -> OpResult:
+    nd = x.ndim - 2
+    if nd < 1:
+        raise RuleError(f"{call.where()}: interpolate needs a (N, C, *spatial) input")
+    dims = list(range(2, x.ndim))
+    if (size is None) == (scale_factor is None):
+        raise RuleError(f"{call.where()}: give exactly one of size and scale_factor")
+    shape, rf = list(x.shape), list(x.rf)
+    notes: list[str] = []
+    needs_at = False
+    align = bool(align_corners)
+    if mode == "area":
+        from .conv import adaptive_core
+
+        outs = ntuple(size, nd) if size is not None else [
+            floordiv(x.shape[d] * _fraction(s, call).numerator, _fraction(s, call).denominator)
+            for d, s in zip(dims, ntuple(scale_factor, nd))]
+        res = adaptive_core(call, x, nd, tuple(outs))
+        res.family = "resize"
+        return res
+    for i, d in enumerate(dims):
+        n = x.shape[d]
+        if size is not None:
+            out = sympy.sympify(ntuple(size, nd)[i])
+            scale = _ratio(call, n - 1, out - 1) if align else _ratio(call, n, out)
+        else:
+            s = _fraction(ntuple(scale_factor, nd)[i], call)
+            out = floordiv(n * s.numerator, s.denominator)
+            if align:
+                scale = _ratio(call, n - 1, out - 1)
+            elif recompute:
+                scale = _ratio(call, n, out)
+            else:
+                scale = 1 / s
+        shape[d] = out
+        axis = x.axes[d]
+        if axis is None or rf[axis] is None:
+            continue
+        maps = _index_maps(mode, scale, align) if scale is not None else None
+        if maps is None:
+            rf[axis] = None
+            if scale is None:
+                needs_at = True
+                notes.append("field depends on the input size through the resize ratio: "
+                             "known at concrete sizes (evaluate)")
+            else:
+                notes.append(f"field of mode {mode!r} not modelled")
+            continue
+        old: AxisRF = rf[axis]
+        first, last = maps
+        rf[axis] = old.compose(first, last, old.jump * sympy.Rational(scale.numerator,
+                                                                        scale.denominator),
+                               old.period * scale.denominator)
+    y = x.with_shape(shape, rf=rf)
+    return OpResult(y, family="resize", notes=notes, needs_at=needs_at,
+                    min_sizes=[(shape[d], "output size") for d in dims])
+
+
+@register(F.interpolate, family="resize")
+def interpolate(call: Call) -> OpResult:
+    return resize_core(call, call.tensor(0, "input"), call.arg(1, "size"),
+                       call.arg(2, "scale_factor"), call.arg(3, "mode", "nearest"),
+                       call.arg(4, "align_corners"), call.arg(5, "recompute_scale_factor"))
+
+
+@register(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, family="resize")
+def upsample_module(call: Call) -> OpResult:
+    m = call.module
+    return resize_core(call, call.tensor(), m.size, m.scale_factor, m.mode, m.align_corners,
+                       getattr(m, "recompute_scale_factor", None))
+
+
+# -- padding ------------------------------------------------------------------------------------------
+def pad_core(call: Call, x: TensorInfo, pad, mode: str) -> OpResult:
+    pad = [int(p) if not isinstance(p, Expr) else p for p in pad]
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise RuleError(f"{call.where()}: bad pad {pad}")
+    shape, rf = list(x.shape), list(x.rf)
+    notes = []
+    for k in range(len(pad) // 2):
+        d = x.ndim - 1 - k
+        left, right = pad[2 * k], pad[2 * k + 1]
+        shape[d] = sympy.expand(shape[d] + left + right)
+        axis = x.axes[d]
+        if axis is not None and rf[axis] is not None:
+            if isinstance(left, int):
+                rf[axis] = rf[axis].through_window(1, 1, left)
+            else:  # symbolic padding (e.g. U-Net's diff // 2): exact through the map
+                old = rf[axis]
+                rf[axis] = old.compose(lambda y, le=left: y - le, lambda y, le=left: y - le,
+                                       old.jump, old.period)
+    if mode != "constant":
+        notes.append(f"pad mode {mode}: padded coordinates stand for reflected/replicated/"
+                     "wrapped pixels")
+    y = x.with_shape(shape, rf=rf)
+    return OpResult(y, kind="layer", family="pad", notes=notes,
+                    min_sizes=[(shape[x.ndim - 1 - k], "padded size")
+                               for k in range(len(pad) // 2)])
+
+
+@register(F.pad, family="pad")
+def pad_functional(call: Call) -> OpResult:
+    return pad_core(call, call.tensor(0, "input"), call.arg(1, "pad"),
+                    call.arg(2, "mode", "constant"))
+
+
+_PAD_MODULES = []
+for _mode, _names in (("constant", ("ZeroPad", "ConstantPad")), ("reflect", ("ReflectionPad",)),
+                      ("replicate", ("ReplicationPad",)), ("circular", ("CircularPad",))):
+    for _name in _names:
+        for _nd in (1, 2, 3):
+            _cls = getattr(nn, f"{_name}{_nd}d", None)
+            if _cls is not None:
+                _PAD_MODULES.append(_cls)
+
+
+@register(*_PAD_MODULES, family="pad")
+def pad_module(call: Call) -> OpResult:
+    m = call.module
+    name = type(m).__name__
+    mode = ("reflect" if name.startswith("Reflection") else "replicate"
+            if name.startswith("Replication") else "circular" if name.startswith("Circular")
+            else "constant")
+    return pad_core(call, call.tensor(), list(m.padding), mode)
+
+
+# -- pixel shuffle ------------------------------------------------------------------------------------
+def pixel_shuffle_core(call: Call, x: TensorInfo, r: int, inverse: bool) -> OpResult:
+    if x.ndim < 3:
+        raise RuleError(f"{call.where()}: needs a (N, C, H, W) input")
+    c_dim = x.ndim - 3
+    shape, rf = list(x.shape), list(x.rf)
+    c = shape[c_dim]
+    conditions = []
+    if not inverse:
+        if c.is_Integer and int(c) % (r * r):
+            raise RuleError(f"{call.where()}: {c} channels are not divisible by {r}²")
+        shape[c_dim] = sympy.expand(c / (r * r)) if c.is_Integer else floordiv(c, r * r)
+    else:
+        shape[c_dim] = sympy.expand(c * r * r)
+    for d in (x.ndim - 2, x.ndim - 1):
+        n = shape[d]
+        if inverse:
+            shape[d] = floordiv(n, r)
+            conditions.append(sympy.Eq(sympy.Mod(n, r), 0))
+        else:
+            shape[d] = sympy.expand(n * r)
+        axis = x.axes[d]
+        if axis is None or rf[axis] is None:
+            continue
+        old = rf[axis]
+        if inverse:
+            rf[axis] = old.through_window(r, r, 0)
+        else:
+            rf[axis] = old.compose(lambda y: floordiv(y, r), lambda y: floordiv(y, r),
+                                   old.jump / r, old.period * r)
+    y = x.with_shape(shape, rf=rf)
+    if inverse:
+        y2, min_sizes = apply_window(call, x, Window(2, (r, r), (r, r), (0, 0), (0, 0), (1, 1)),
+                                     None)
+    else:
+        min_sizes = []
+    return OpResult(y, family="shuffle", conditions=conditions, min_sizes=min_sizes)
+
+
+@register(nn.PixelShuffle, F.pixel_shuffle, family="shuffle")
+def pixel_shuffle(call: Call) -> OpResult:
+    r = call.module.upscale_factor if call.module is not None else call.arg(1, "upscale_factor")
+    return pixel_shuffle_core(call, call.tensor(0, "input"), int(r), False)
+
+
+@register(nn.PixelUnshuffle, F.pixel_unshuffle, family="shuffle")
+def pixel_unshuffle(call: Call) -> OpResult:
+    r = (call.module.downscale_factor if call.module is not None
+         else call.arg(1, "downscale_factor"))
+    return pixel_shuffle_core(call, call.tensor(0, "input"), int(r), True)
+
+
+__all__ = ["Integer", "pad_core", "resize_core"]
