@@ -166,6 +166,8 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | Non
             else:
                 info.value = obj
                 info.kind = "constant"
+        elif node.op == "call_module" and str(node.target) == "_guards_fn":
+            info.value, info.kind = None, "guard"  # torch.export's input guards: no data
         elif node.op == "output":
             info.value = fx.node.map_arg(node.args[0], lambda n: env[n.name])
             info.kind, info.family = "output", "output"

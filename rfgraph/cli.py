@@ -30,7 +30,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "seed-tour model is analysed.")
     an.add_argument("spec", nargs="?", default=None, metavar="SPEC")
     an.add_argument("--input", default=None, metavar="SHAPE",
-                    help="input shape, names are symbols (default 1,3,H,W)")
+                    help="input shape, names are symbols (default 1,3,H,W; for a .pt2 file the "
+                         "stored input shape)")
     an.add_argument("--at", default=None, metavar="SIZES",
                     help="substitute sizes, e.g. H=224,W=224")
     an.add_argument("--json", action="store_true", help="print Analysis.to_dict() as JSON")
@@ -49,8 +50,10 @@ def _load(spec: str | None, trust_pickle: bool):
     from .loader import load_model
 
     model = load_model(spec, trust_pickle=trust_pickle)
-    name = spec.rpartition(":")[2] or type(model).__name__
-    return model, None, name
+    name = spec.rpartition(":")[2] if ":" in spec else spec.replace("\\", "/").rsplit("/", 1)[-1]
+    meta = getattr(model, "meta", None)
+    stored = meta.get("rfgraph_input_shape") if isinstance(meta, dict) else None
+    return model, tuple(stored) if stored else None, name
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

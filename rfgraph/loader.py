@@ -102,12 +102,49 @@ def _import_file(path: Path, spec: str) -> object:
     return module
 
 
+def load_exported(path: Path) -> nn.Module:
+    """A ``torch.export.save`` file: its stored graph, as an fx GraphModule whose
+    ``meta["rfgraph_input_shape"]`` is the stored input shape (dynamic dims named D/H/W)."""
+    import torch
+
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise SpecError(f"cannot load {str(path)!r} as a torch.export program: "
+                        f"{_first_line(exc)}") from None
+    try:
+        gm = program.module()
+    except Exception as exc:
+        raise SpecError(f"cannot rebuild the graph stored in {str(path)!r}: "
+                        f"{_first_line(exc)}") from None
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    shape: list[int | str] | None = None
+    if inputs:
+        val = inputs[0].meta.get("val")
+        if val is not None and hasattr(val, "shape"):
+            dims = list(val.shape)
+            names = {1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"]}.get(len(dims) - 2, [])
+            shape = []
+            for i, d in enumerate(dims):
+                if isinstance(d, int):
+                    shape.append(d)
+                else:  # a dynamic dim (SymInt)
+                    k = i - 2
+                    shape.append(names[k] if 0 <= k < len(names) else ("N" if i == 0 else
+                                                                         f"S{i}"))
+    gm.meta["rfgraph_input_shape"] = shape
+    gm.meta["rfgraph_source"] = f"torch.export program {path.name}"
+    return gm
+
+
 def _load_file(path: Path, spec: str, trust_pickle: bool) -> nn.Module:
     if not path.exists():
         raise SpecError(f"bad model spec {spec!r}: use package.module:callable, "
                         "path/to/file.py:callable or a saved model file")
     if path.suffix == ".py":
         raise SpecError(f"bad model spec {spec!r}: name the callable, e.g. {spec}:MyNet")
+    if path.suffix.lower() == ".pt2":
+        return load_exported(path)
     if path.suffix.lower() not in PICKLE_SUFFIXES:
         raise SpecError(f"bad model spec {spec!r}: unknown model file type {path.suffix!r}")
     if not trust_pickle:

@@ -27,7 +27,8 @@ def _row(a: Analysis, n: NodeInfo) -> list[str]:
     shape = _axes(a, t.shape) if t is not None else ("?" if n.unknown else "-")
     fields = a.field(n)
     if fields is None:
-        rf = jump = offset = "?" if (t is not None and t.rf) or n.unknown else "-"
+        known_none = t is None or t.const or not t.rf
+        rf = jump = offset = "-" if known_none and not n.unknown else "?"
     else:
         rf = _axes(a, [r.size for r in fields])
         jump = _axes(a, [r.jump for r in fields])

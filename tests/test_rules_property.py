@@ -45,9 +45,12 @@ def layers(draw, nd: int, cin: int) -> Layer:
             if padding == "valid":
                 kw["padding"] = "valid"
             else:
+                # p < k_eff: no output reads padding only (after a global pool the unclipped
+                # field of such a position would be the whole image, by convention)
                 keff = [di * (ki - 1) + 1 for ki, di in zip(_axes(k, nd), _axes(d, nd),
                                                             strict=True)]
-                kw["padding"] = per_axis(draw, nd, st.integers(0, max(keff) // 2 + 1))
+                kw["padding"] = PerAxis([draw(st.integers(0, min(ke - 1, ke // 2 + 1)))
+                                         for ke in keff] + [0] * (3 - nd))
         kw["padding_mode"] = draw(st.sampled_from(["zeros"] * 5 + ["reflect", "replicate",
                                                                    "circular"]))
         return Layer("conv", cout, **kw)

@@ -127,6 +127,8 @@ def registered_keys() -> list[Any]:
 def _target_name(target: Any) -> str:
     if isinstance(target, str):
         return target
+    if type(target).__name__ in ("OpOverload", "OpOverloadPacket"):
+        return str(target)  # aten.conv2d.default
     name = getattr(target, "__name__", None) or repr(target)
     mod = getattr(target, "__module__", None)
     if isinstance(target, type):
