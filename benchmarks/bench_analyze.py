@@ -271,8 +271,11 @@ def child(model_name: str, tool: str, size: str) -> None:
                       "error": error}))
 
 
+CHILD_ARGS: list[str] = []
+
+
 def run_child(case: tuple[str, str, str]) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *case]
+    cmd = [sys.executable, str(Path(__file__).resolve()), *CHILD_ARGS, "--child", *case]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -427,9 +430,16 @@ def main() -> None:
                         help="3 repeats, no memory subprocesses, no recursion-limit probes")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per cell")
     parser.add_argument("--profile", action="store_true", help="append cProfile hot spots")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads for torchinfo (default: torch's own choice; "
+                             "1 is steadier on a machine shared with other jobs)")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "TOOL", "SIZE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+        global CHILD_ARGS
+        CHILD_ARGS = ["--torch-threads", str(args.torch_threads)]
     if args.child:
         child(*args.child)
         return

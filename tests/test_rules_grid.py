@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from oracles import Expect, Layer, PerAxis, check_model, stack
+from torch import nn
 
 T = PerAxis
 CIN = 4
@@ -25,6 +24,7 @@ SINGLE: dict[str, Layer] = {
     "conv-valid-k5": Layer("conv", 4, kernel_size=5, padding="valid"),
     "conv-d2s2p2": Layer("conv", 4, kernel_size=3, stride=2, padding=2, dilation=2),
     "conv-k1s3": Layer("conv", 2, kernel_size=1, stride=3),
+    "conv-k2d2": Layer("conv", 4, kernel_size=2, dilation=2),
     "conv-k2s3p3": Layer("conv", 4, kernel_size=2, stride=3, padding=3),
     "conv-groups2": Layer("conv", 6, kernel_size=3, padding=1, groups=2),
     "conv-depthwise": Layer("conv", 8, kernel_size=3, stride=2, padding=1, groups="dw"),
@@ -84,7 +84,7 @@ SINGLE: dict[str, Layer] = {
     "shuffle-2": Layer("shuffle", groups=2),
 }
 
-PAIRS: list[tuple[str, str]] = [
+PAIRS: list[tuple[str, ...]] = [
     ("conv-k3s2p1-nobias", "maxpool-k3s2p1-ceil"),
     ("conv-k3", "maxpool-k2s2p1-ceil"),
     ("convt-k3s2p1op1", "conv-k3"),
@@ -105,11 +105,15 @@ PAIRS: list[tuple[str, str]] = [
     ("convt-d2s2", "conv-k3"),  # unknown field stays unknown
     ("conv-reflect", "conv-k3s2p1-nobias"),
     ("conv-groups2", "convt-d2s3op2"),
+    # gaps (k < s) after overlapping fields: the odd outputs read no pixel at all
+    ("conv-k3", "convt-k1s2"),
+    ("conv-k3", "convt-k1s2", "conv-k2d2"),
+    ("convt-k2s2", "convt-k1s2", "conv-k2d2"),
 ]
 
 GRID = [pytest.param(nd, (name,), id=f"{nd}d-{name}") for nd in (1, 2, 3) for name in SINGLE]
-GRID += [pytest.param(nd, pair, id=f"{nd}d-{pair[0]}+{pair[1]}") for nd in (1, 2, 3)
-         for pair in PAIRS]
+GRID += [pytest.param(nd, names, id=f"{nd}d-{'+'.join(names)}") for nd in (1, 2, 3)
+         for names in PAIRS]
 
 
 @pytest.mark.parametrize(("nd", "names"), GRID)
@@ -172,14 +176,39 @@ GRAPHS = {
                                    _conv(nd, CIN, 2, 3, stride=T((2, 1, 1))[:nd], padding=1),
                                    dim=2),
                     Expect(rf_known=False)),
+    "cat-gappy": (lambda nd: Cat(
+        nn.Sequential(_conv(nd, CIN, 2, 3, padding=1),
+                      getattr(nn, f"ConvTranspose{nd}d")(2, 2, 1, 2, output_padding=1)),
+        getattr(nn, f"ConvTranspose{nd}d")(CIN, 2, 2, 2)), Expect()),
+    "add-gappy": (lambda nd: Residual(
+        nn.Sequential(_conv(nd, CIN, 2, 3, padding=1),
+                      getattr(nn, f"ConvTranspose{nd}d")(2, 2, 1, 2, output_padding=1)),
+        getattr(nn, f"ConvTranspose{nd}d")(CIN, 2, 2, 2)), Expect()),
+    "add-gappy-both": (lambda nd: Residual(
+        nn.Sequential(_conv(nd, CIN, 2, 3, padding=1),
+                      getattr(nn, f"ConvTranspose{nd}d")(2, 2, 1, 2, output_padding=1)),
+        getattr(nn, f"ConvTranspose{nd}d")(CIN, 2, 1, 2, output_padding=1)), Expect()),
     "cat-then-conv": (lambda nd: nn.Sequential(
         Cat(_conv(nd, CIN, 2, 1), getattr(nn, f"MaxPool{nd}d")(3, 1, 1)),
         _conv(nd, 6, 2, 3, stride=2)), Expect()),
 }
 
 
-@pytest.mark.parametrize("nd", (1, 2, 3))
-@pytest.mark.parametrize("name", GRAPHS)
+# A branch with gaps (transposed conv, kernel < stride) is dead at odd positions along *every*
+# axis, so at (odd, even) it adds nothing along axis 1 either: the true box is not a product of
+# per-axis fields. rfgraph merges fields axis by axis (merge_rfs), so in 2-D/3-D it reports the
+# union with the dead branch there. 1-D is exact.
+PER_AXIS_MERGE = pytest.mark.xfail(
+    strict=True, reason="merge_rfs is per axis: a branch dead along one axis still widens the "
+    "merged field along the others (cross-axis emptiness is not representable)")
+GRAPH_PARAMS = [
+    pytest.param(name, nd, id=f"{name}-{nd}",
+                 marks=[PER_AXIS_MERGE] if name in ("cat-gappy", "add-gappy") and nd > 1 else [])
+    for name in GRAPHS for nd in (1, 2, 3)
+]
+
+
+@pytest.mark.parametrize(("name", "nd"), GRAPH_PARAMS)
 def test_graph_grid(name, nd):
     factory, expect = GRAPHS[name]
     if name == "linear-fixed":

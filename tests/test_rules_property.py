@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from oracles import Layer, PerAxis, check_model, stack
 
 CIN = 4
