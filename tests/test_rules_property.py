@@ -98,7 +98,7 @@ def models(draw):
     return nd, chosen
 
 
-@settings(max_examples=45, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(models())
 def test_random_stacks(case):
     nd, chosen = case

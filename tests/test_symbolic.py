@@ -7,6 +7,8 @@ import itertools
 
 import pytest
 import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sympy import Max, Min, ceiling, floor
 from torch import nn
 
@@ -275,3 +277,39 @@ def test_subs_int_and_to_int():
     assert isinstance(v, sympy.Integer) and to_int(v) == (15 // 3) * 4
     with pytest.raises(ValueError):
         to_int(sympy.Rational(1, 2))
+
+
+# -- random expression trees -----------------------------------------------------------------------
+def _trees():
+    leaves = st.sampled_from([(H, lambda h, w: h), (W, lambda h, w: w),
+                              (sympy.Integer(3), lambda h, w: 3)])
+
+    def extend(children):
+        div = st.tuples(st.sampled_from(["floor", "ceil"]), children, st.integers(-3, 4),
+                        st.integers(-6, 6), st.integers(1, 6))
+        pair = st.tuples(st.sampled_from(["add", "min", "max"]), children, children)
+
+        def build_div(t):
+            kind, (e, f), m, c, d = t
+            if kind == "floor":
+                return floordiv(m * e + c, d), lambda h, w: (m * f(h, w) + c) // d
+            return ceildiv(m * e + c, d), lambda h, w: cdiv(m * f(h, w) + c, d)
+
+        def build_pair(t):
+            kind, (a, fa), (b, fb) = t
+            if kind == "add":
+                return a - 2 * b, lambda h, w: fa(h, w) - 2 * fb(h, w)
+            op, py = (Min, min) if kind == "min" else (Max, max)
+            return op(a, b), lambda h, w: py(fa(h, w), fb(h, w))
+
+        return div.map(build_div) | pair.map(build_pair)
+
+    return st.recursive(leaves, extend, max_leaves=6)
+
+
+@settings(max_examples=60)
+@given(_trees())
+def test_random_trees_match_python(tree):
+    expr, fn = tree
+    assert_matches2(expr, fn)
+    assert_matches2(normalize(expr), fn)
