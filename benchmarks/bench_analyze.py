@@ -468,6 +468,23 @@ def main() -> None:
     ti224: dict[str, Timing] = {}
     field_t: dict[str, Timing] = {}
     todict_t: dict[str, Timing] = {}
+    size_t: dict[tuple[str, str], Timing] = {}
+    loads = [os.getloadavg()[0]]
+
+    def measure_sizes(name: str) -> None:
+        model = models[name]
+        for s in SIZES:
+            size_t[(name, str(s))] = bench(f"analyze {name} (1,3,{s},{s})",
+                                           rf_analyze(model, (1, 3, s, s)), repeats,
+                                           sympy_cold=True)
+        for s in SIZES:
+            size_t[(name, f"ti{s}")] = bench(f"torchinfo {name} {s}", torchinfo_at(model, s),
+                                             repeats)
+
+    # ResNet-50 first, while the load measured at start still holds: targets (1) and (2)
+    pair_rf, pair_ti = paired_ratio(models["resnet50"], 2 * repeats)
+    measure_sizes("resnet50")
+    loads.append(os.getloadavg()[0])
     for name, model in models.items():
         lazy = name.startswith("tchain-")
         sym[name] = bench(f"analyze {name} {SYMBOLIC}", rf_analyze(model, SYMBOLIC), repeats,
@@ -482,7 +499,10 @@ def main() -> None:
         a = rfgraph.analyze(model, SYMBOLIC)
         ev[name] = bench(f"{name} evaluate(H=224, W=224)", lambda a=a: a.evaluate(H=224, W=224),
                          repeats, sympy_cold=True)
-        ti224[name] = bench(f"torchinfo {name} 224", torchinfo_at(model, 224), repeats)
+        ti224[name] = (size_t[(name, "ti224")] if (name, "ti224") in size_t
+                       else bench(f"torchinfo {name} 224", torchinfo_at(model, 224), repeats))
+        if name == "chain-200":
+            measure_sizes(name)
 
     # to_dict again, with a raised recursion limit, where it hit RecursionError (full mode)
     extra: dict[str, Timing] = {}
@@ -515,14 +535,14 @@ def main() -> None:
                      todict_t[name].cell(with_min=True), ti224[name].cell(with_min=True), ratio])
     print(table(["model", "fx nodes", "analyze", "evaluate", "+ out field", "+ to_dict",
                  "torchinfo 224", "torchinfo / analyze"], rows))
-    pair_rf, pair_ti = paired_ratio(models["resnet50"], 2 * repeats)
     pair_ratios = [t / r for r, t in zip(pair_rf, pair_ti, strict=True)]
     pair_speed = statistics.median(pair_ratios)
     print(f"Interleaved ResNet-50 runs ({2 * repeats} pairs, rfgraph symbolic then torchinfo 224, "
           f"so both see the same load): rfgraph {_fmt(statistics.median(pair_rf) * 1e3)} ms, "
           f"torchinfo {_fmt(statistics.median(pair_ti) * 1e3)} ms (medians); per-pair ratio "
           f"torchinfo / rfgraph: median {pair_speed:.2f}, range {min(pair_ratios):.2f}"
-          f"-{max(pair_ratios):.2f}.\n")
+          f"-{max(pair_ratios):.2f}. 1-minute load average before and after the ResNet-50 "
+          f"runs (pairs, sizes): {loads[0]:.2f}, {loads[1]:.2f}.\n")
 
     # 2. depth scaling ------------------------------------------------------------------------
     print("## 2. Growth with depth\n")
@@ -545,20 +565,10 @@ def main() -> None:
     print("rfgraph at a concrete size = `rfgraph.analyze(model, (1,3,S,S))`; torchinfo = "
           "`torchinfo.summary(model, input_size=(1,3,S,S), verbose=0)`.\n")
     size_rows = []
-    size_t: dict[tuple[str, str], Timing] = {}
     for name in ("resnet50", "chain-200"):
-        model = models[name]
         row = [name, sym[name].cell(with_min=True)]
-        for s in SIZES:
-            size_t[(name, str(s))] = bench(f"analyze {name} (1,3,{s},{s})",
-                                           rf_analyze(model, (1, 3, s, s)), repeats,
-                                           sympy_cold=True)
-            row.append(size_t[(name, str(s))].cell(with_min=True))
-        for s in SIZES:
-            tt = ti224[name] if s == 224 else bench(f"torchinfo {name} {s}",
-                                                   torchinfo_at(model, s), repeats)
-            size_t[(name, f"ti{s}")] = tt
-            row.append(tt.cell(with_min=True))
+        row += [size_t[(name, str(s))].cell(with_min=True) for s in SIZES]
+        row += [size_t[(name, f"ti{s}")].cell(with_min=True) for s in SIZES]
         size_rows.append(row)
     print(table(["model", "rfgraph symbolic", *(f"rfgraph {s}" for s in SIZES),
                  *(f"torchinfo {s}" for s in SIZES)], size_rows))

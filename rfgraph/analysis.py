@@ -124,7 +124,10 @@ class Analysis:
         """Ops without a rule: op -> {module: count} (fvcore-style unsupported report)."""
         out: dict[str, dict[str, int]] = {}
         for n in self.nodes:
-            if n.unknown and not any(note.startswith("unknown: depends") for note in n.notes):
+            own = any(note.startswith("unknown op") or (note.startswith("op ")
+                                                          and note.endswith("has no rule"))
+                      for note in n.notes)
+            if n.unknown and own:
                 per = out.setdefault(n.module_type or n.target, {})
                 per[n.module or "(top)"] = per.get(n.module or "(top)", 0) + 1
         return out
@@ -138,16 +141,23 @@ class Analysis:
         return list(t.rf)
 
     def field_at(self, node: NodeInfo | str) -> list[FieldAt] | None:
-        fields = self.field(node)
+        """The field at the evaluated sizes: the largest/smallest size over the positions the
+        node's output really has (one period of the position pattern at most)."""
+        info = self[node] if isinstance(node, str) else node
+        fields = self.field(info)
         if fields is None or self.at is None:
             return None
+        t = info.tensor
         out = []
-        for r in fields:
-            size, jump, offset = (self.value_of(v) for v in (r.size, r.jump, r.offset))
-            lo = self.value_of(r.min_size)
-            if not (size.is_Integer and offset.is_Integer and jump.is_Rational):
+        for a, r in enumerate(fields):
+            d = t.dim_of_axis(a)
+            n = self.int_of(t.shape[d]) if d is not None else 1
+            sizes = [self.value_of(s) for s in r.sizes_within(n)]
+            jump, offset = self.value_of(r.jump), self.value_of(r.offset)
+            if not (all(s.is_Integer for s in sizes) and offset.is_Integer and jump.is_Rational):
                 return None
-            out.append(FieldAt(int(size), jump, int(offset), int(lo)))
+            out.append(FieldAt(max(int(s) for s in sizes), jump, int(offset),
+                               min(int(s) for s in sizes)))
         return out
 
     # -- evaluation ----------------------------------------------------------------------------

@@ -202,9 +202,18 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
         found = rules.lookup(node.target)
     upstream = _contains_unknown((args, kwargs))
     if upstream is not None:
-        info.value = Unknown(f"depends on {upstream.reason}")
-        info.kind = "unknown"
+        info.value = Unknown(upstream.reason)  # keep the root cause, do not nest
+        info.kind, info.family = "unknown", "unknown"
         info.notes.append(f"unknown: depends on {upstream.reason}")
+        if found is None:  # an op without a rule is reported even behind another one
+            key = info.module_type or info.target
+            warned[key] = warned.get(key, 0) + 1
+            if warned[key] == 1 and warn:
+                warnings.warn(f"rfgraph: no rule for {key} (node '{node.name}'); marked unknown",
+                              stacklevel=3)
+            info.notes.append(f"op {key} has no rule")
+        if module is not None:  # parameters do not depend on the input: still count them
+            _count_module(info, module, node.name, seen_modules)
         return
     if found is None:
         key = info.module_type or info.target
@@ -216,24 +225,17 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
         info.kind, info.family = "unknown", "unknown"
         info.needs_at = True
         if module is not None:
-            if id(module) in seen_modules:
-                info.notes.append(f"shares its parameters with node '{seen_modules[id(module)]}'")
-                info.params_formula = f"0 (counted at node '{seen_modules[id(module)]}')"
-            else:
-                seen_modules[id(module)] = node.name
-                info.params = sum(p.numel() for p in module.parameters())
-                info.buffers = sum(b.numel() for b in module.buffers())
-                info.params_formula = f"numel of the module's parameters = {info.params}"
+            _count_module(info, module, node.name, seen_modules)
         measured = _run_on_meta(node, module, args, kwargs, at) if at is not None else None
         if measured is None:
             info.value = Unknown(f"node '{node.name}' ({key}) has no rule")
             info.notes.append(f"unknown op {key}: field unknown; shape and MACs known at "
                               "concrete sizes (evaluate)")
             return
-        info.value, macs = measured
+        info.value, macs, how = measured
         info.macs = Integer(macs)
-        info.notes.append(f"unknown op {key}: numeric only (shape and MACs measured on meta "
-                          "tensors at the evaluated sizes; field unknown)")
+        info.notes.append(f"unknown op {key}: numeric only (shape and MACs measured {how} at "
+                          "the evaluated sizes; field unknown)")
         return
     rule, family = found
     call = rules.Call(node.name, module, info.module, node.target, tuple(args), dict(kwargs),
@@ -294,6 +296,7 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
         margs, mkwargs = to_meta(args), to_meta(kwargs)
     except _CannotMeasure:
         return None
+    how = "on meta tensors"
     try:
         out, macs = _execute(node, module, margs, mkwargs)
     except Exception as meta_exc:
@@ -306,6 +309,8 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
         try:
             real = _to_real((margs, mkwargs))
             out, macs = _execute(node, module, real[0], real[1], copy_to_meta=False)
+            how = ("on zeros on the CPU (its code is data-dependent and cannot run on meta; "
+                   "another input may take another branch)")
         except Exception as exc:
             raise RfgraphError(f"node '{node.name}' ({node.target}) failed when run at the "
                                f"evaluated sizes: {_first(exc)}") from None
@@ -326,7 +331,20 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
             return {k: to_info(x) for k, x in v.items()}
         return v
 
-    return to_info(out), macs
+    return to_info(out), macs, how
+
+
+def _count_module(info: NodeInfo, module: nn.Module, name: str,
+                  seen_modules: dict[int, str]) -> None:
+    """Parameters of a module without a rule (or behind an unknown node): numel, once."""
+    if id(module) in seen_modules:
+        info.notes.append(f"shares its parameters with node '{seen_modules[id(module)]}'")
+        info.params_formula = f"0 (counted at node '{seen_modules[id(module)]}')"
+        return
+    seen_modules[id(module)] = name
+    info.params = sum(p.numel() for p in module.parameters())
+    info.buffers = sum(b.numel() for b in module.buffers())
+    info.params_formula = f"numel of the module's parameters = {info.params}"
 
 
 def _first(exc: BaseException) -> str:

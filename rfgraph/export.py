@@ -31,8 +31,15 @@ def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
     rf = None
     rf_at = None
     if fields is not None:
+        fat = a.field_at(node) if evaluated else None
+        if fat is not None:  # sizes over the positions that exist at these sizes
+            sizes = [str(f.size) for f in fat]
+            min_sizes = [str(f.min_size) for f in fat]
+        else:
+            sizes = [_s(a, r.size) for r in fields]
+            min_sizes = [_s(a, r.min_size) for r in fields]
         rf = {
-            "size": [_s(a, r.size) for r in fields],
+            "size": sizes,
             "jump": [_s(a, r.jump) for r in fields],
             "offset": [_s(a, r.offset) for r in fields],
             "aligned": all(r.aligned for r in fields),
@@ -40,9 +47,8 @@ def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
         reasons = [r.reason for r in fields if r.reason]
         if reasons:
             rf["unaligned_reason"] = "; ".join(dict.fromkeys(reasons))
-        if any(r.period > 1 or not r.uniform for r in fields):
-            rf["min_size"] = [_s(a, r.min_size) for r in fields]
-        fat = a.field_at(node)
+        if min_sizes != sizes:
+            rf["min_size"] = min_sizes
         if fat is not None:
             rf_at = {
                 "size": [f.size for f in fat],

@@ -48,8 +48,10 @@ class AxisRF:
     def __init__(self, start: Callable[[Expr], Expr], end: Callable[[Expr], Expr], jump: Expr,
                  period: int = 1, aligned: bool = True, reason: str = "",
                  notes: tuple[str, ...] = (), affine: tuple[int, int, int] | None = None,
-                 live: Callable[[int], bool] | None = None) -> None:
+                 live: Callable[[int], bool] | None = None, is_global: bool = False) -> None:
         self._live = live
+        #: every output element has the same field (after global pooling, flatten + linear)
+        self.is_global = is_global
         #: (r, j, o) as Python ints when start(y) = o + j*y and end(y) = start(y) + r - 1 with
         #: numbers only: the fast path for stacks of ordinary layers (no SymPy needed).
         self.affine = affine
@@ -115,6 +117,21 @@ class AxisRF:
             return [Integer(self.affine[0])]
         return [sympy.expand(self.end_at(y) - self.start_at(y) + 1) for y in range(self.period)]
 
+    def positions(self, n: int | None) -> list[int]:
+        """Output positions that determine the largest/smallest field: one period, cut to the
+        ``n`` positions that exist (plus the last one, for unions with a global field)."""
+        if n is None:
+            return list(range(self.period))
+        ys = set(range(min(self.period, n)))
+        ys.add(max(0, n - 1))
+        return sorted(ys)
+
+    def sizes_within(self, n: int | None) -> list[Expr]:
+        """Field sizes at :meth:`positions` (n = the node's output length on this axis)."""
+        if self.affine is not None:
+            return [Integer(self.affine[0])]
+        return [sympy.expand(self.end_at(y) - self.start_at(y) + 1) for y in self.positions(n)]
+
     @property
     def size(self) -> Expr:
         """The largest field size over the output positions (the field size when uniform)."""
@@ -148,7 +165,8 @@ class AxisRF:
         notes = self.notes + ((note,) if note and note not in self.notes else ())
         if not self.gappy and not gaps:  # every element read is live: the ends are taps
             return AxisRF(lambda y: self._eval(0, first(y)), lambda y: self._eval(1, last(y)),
-                          jump, period, self.aligned, self.reason, notes)
+                          jump, period, self.aligned, self.reason, notes,
+                          is_global=self.is_global)
 
         def read(y: Expr) -> list[Expr]:
             if taps is not None:
@@ -169,7 +187,8 @@ class AxisRF:
         def is_live(y: int) -> bool:
             return bool(self._live_taps(read(Integer(y))))
 
-        return AxisRF(start, end, jump, period, self.aligned, self.reason, notes, live=is_live)
+        return AxisRF(start, end, jump, period, self.aligned, self.reason, notes, live=is_live,
+                      is_global=self.is_global)
 
     def through_window(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
                        ) -> AxisRF:
@@ -215,11 +234,11 @@ class AxisRF:
         + linear): the union over positions, size (n-1)*j + r for uniform fields."""
         s0, e0 = self._eval(0, 0), self._eval(1, n - 1)  # first/last live element's ends
         return AxisRF(lambda y: s0, lambda y: e0, self.jump * n, 1, self.aligned, self.reason,
-                      self.notes)
+                      self.notes, is_global=True)
 
     def with_note(self, note: str) -> AxisRF:
         return AxisRF(self._start, self._end, self.jump, self.period, self.aligned, self.reason,
-                      self.notes + (note,), self.affine, self._live)
+                      self.notes + (note,), self.affine, self._live, self.is_global)
 
     def __repr__(self) -> str:
         return (f"AxisRF(size={self.size}, jump={self.jump}, offset={self.offset}, "
@@ -251,7 +270,9 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
     unique = list({id(r): r for r in present}.values())
     if len(unique) == 1:
         return unique[0]
-    local = [r for r, b in zip(present, broadcast) if not b] or present
+    # broadcast inputs and global fields are the same for every element: in the union, not in
+    # the alignment check
+    local = [r for r, b in zip(present, broadcast) if not b and not r.is_global] or present
     local = list({id(r): r for r in local}.values())
     aligned = all(r.aligned for r in unique)
     reasons = [r.reason for r in unique if r.reason]
@@ -293,7 +314,8 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
         return any(r.is_live(y) for r in unique)
 
     return AxisRF(start, end, local[0].jump, period, aligned, reason, notes,
-                  live=live if any(r.gappy for r in unique) else None)
+                  live=live if any(r.gappy for r in unique) else None,
+                  is_global=all(r.is_global for r in unique))
 
 
 # Re-exported for rules that build their own index maps.

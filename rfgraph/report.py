@@ -30,7 +30,9 @@ def _row(a: Analysis, n: NodeInfo) -> list[str]:
         known_none = t is None or t.const or not t.rf
         rf = jump = offset = "-" if known_none and not n.unknown else "?"
     else:
-        rf = _axes(a, [r.size for r in fields])
+        fat = a.field_at(n) if a.at is not None else None
+        rf = ("×".join(str(f.size) for f in fat) if fat is not None
+              else _axes(a, [r.size for r in fields]))
         jump = _axes(a, [r.jump for r in fields])
         offset = _axes(a, [r.offset for r in fields])
         if not all(r.aligned for r in fields):
@@ -70,7 +72,9 @@ def format_table(a: Analysis, depth: int | None = None) -> str:
             t = last.tensor
             shape = _axes(a, t.shape) if t is not None else "?"
             fields = a.field(last)
-            rf = _axes(a, [f.size for f in fields]) if fields else "?"
+            fat = a.field_at(last) if a.at is not None else None
+            rf = ("×".join(str(f.size) for f in fat) if fat is not None
+                  else _axes(a, [f.size for f in fields]) if fields else "?")
             jump = _axes(a, [f.jump for f in fields]) if fields else "?"
             rows.append([r["module"], ",".join(r["types"][:3]) + ("…" if len(r["types"]) > 3
                                                                   else ""),
