@@ -118,7 +118,8 @@ def main() -> None:
     print(f"§2.5.1 spatially separable: outputs equal={same}; params {p_full} vs {p_pair}")
     pa, pb, ma, mb = flattened()
     print(f"§2.6 flattened: params {pa} vs {pb}; MACs {ma} vs {mb}")
-    print("§2.7 grouped (g=4): params %d vs %d" % grouped())
+    full, grouped_params = grouped()
+    print(f"§2.7 grouped (g=4): params {full} vs {grouped_params}")
     r2, p2, r1, p1 = stacked_small_kernels()
     print(f"§3.2 two 3x3 convs: RF {r2}, {p2} params; one 5x5: RF {r1}, {p1} params")
 

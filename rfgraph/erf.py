@@ -1,4 +1,4 @@
-"""The effective receptive field (Luo, Li, Urtasun, Zemel, NeurIPS 2016) next to the theoretical one.
+"""The effective receptive field (Luo, Li, Urtasun, Zemel, NeurIPS 2016) beside the theoretical.
 
 The *theoretical* field of an output element is every input pixel connected to it (rfgraph's
 formulas). The *effective* field is how much each of those pixels actually matters: the magnitude
@@ -138,7 +138,7 @@ class ERF:
         lines.append(f"ERF mass inside the theoretical field: {100 * (inside or 0):.2f}%")
         lines.append(f"{100 * mass:g}% of the ERF mass lies in the central "
                      f"{'×'.join(map(str, sides))} box: "
-                     + ", ".join(f"{100 * s / r:.0f}%" for s, r in zip(sides, sizes))
+                     + ", ".join(f"{100 * s / r:.0f}%" for s, r in zip(sides, sizes, strict=True))
                      + f" of the field's side{'s' if len(sides) > 1 else ''}, "
                      f"{100 * area:.1f}% of its {'area' if len(sides) == 2 else 'extent'}")
         return "\n".join(lines)
@@ -262,7 +262,7 @@ def effective_receptive_field(a: Analysis, node: str | None = None, inits: int =
             spatial = [out.shape[d] for d in dims if d is not None]
             centre = tuple(position) if position is not None else tuple(n // 2 for n in spatial)
             if len(centre) != len(spatial) or any(not 0 <= c < n for c, n in
-                                                  zip(centre, spatial)):
+                                                  zip(centre, spatial, strict=True)):
                 raise RfgraphError(f"position {tuple(centre)} is outside node '{name}''s "
                                    f"spatial size {tuple(spatial)}")
         index: list[Any] = [slice(None)] * out.dim()

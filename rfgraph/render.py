@@ -577,7 +577,7 @@ def _rf_size_text(v: _Values, fields: list[Any]) -> str:
     text = "RF " + formula
     if any(m is not None for m in min_formulas):
         text += " (min " + "×".join(m if m is not None else f for m, f in
-                                    zip(min_formulas, formulas)) + ")"  # type: ignore[misc]
+                                    zip(min_formulas, formulas, strict=True)) + ")"  # type: ignore[misc]
     return text
 
 
@@ -700,8 +700,8 @@ def _heat(v: _Values, share: float | None) -> str:
 
 
 def _node_statement(it: _Item, look: _Look) -> str:
-    table = ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">'
-             + "".join(look.rows) + "</TABLE>>")
+    table = ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">\n\t\t'
+             + "\n\t\t".join(look.rows) + "</TABLE>>")  # a row per line: readable diffs
     attrs = [f"label={table}", f'shape="{look.shape}"', f'fillcolor="{look.fill}"']
     style = ["filled"]
     if look.unknown:
@@ -873,7 +873,7 @@ def to_dot(a: Analysis, depth: int | None = None, show_offset: bool = False,
     if columns:  # the first boxes of the columns side by side, in order
         heads = [_q(col[0].id) for col in columns]
         lines.append(f'\t{{rank="same"; {" ".join(h + ";" for h in heads)}}}')
-        lines += [f'\t{h} -> {k} [style="invis"]' for h, k in zip(heads, heads[1:])]
+        lines += [f'\t{h} -> {k} [style="invis"]' for h, k in zip(heads, heads[1:], strict=False)]
     for (src_id, dst_id), labels in seen.items():
         attrs = []
         if edge_labels and labels:

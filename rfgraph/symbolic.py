@@ -5,7 +5,7 @@ L, or any name the user gives). Layers divide sizes with floor or ceiling; stack
 nested floors that SymPy never collapses by itself (`simplify` does not help and is slow). The
 functions here apply, bottom-up, the identity
 
-    floor((floor(G/a) + c) / b) = floor((G + c*a) / (a*b))     (G, c integer; a, b positive integers)
+    floor((floor(G/a) + c) / b) = floor((G + c*a) / (a*b))   (G, c integers; a, b positive)
 
 and its ceiling twin, and write every floor in a canonical form (``ceiling(H/32)`` rather than
 ``floor((H + 31)/32)``), so that ResNet-50's final map size is ``ceiling(H/32)`` rather than five

@@ -74,7 +74,8 @@ class OpResult:
     family: str = "other"  # conv, pool, shuffle, linear, norm, activation, merge, shape, ...
     notes: list[str] = field(default_factory=list)
     conditions: list[Expr] = field(default_factory=list)  # relations that must hold (Eq, Ge)
-    min_sizes: list[tuple[Expr, str]] = field(default_factory=list)  # (size that must be >= 1, what)
+    # (size that must be >= 1, what it is)
+    min_sizes: list[tuple[Expr, str]] = field(default_factory=list)
     needs_at: bool = False  # some result is only known at concrete sizes (re-run when evaluating)
 
 

@@ -15,7 +15,7 @@ from ..receptive_field import merge_rfs
 from ..tensor import TensorInfo
 from .base import Call, OpResult, prod, register
 
-# -- transparent: shape and field pass through ------------------------------------------------------
+# -- transparent: shape and field pass through -----------------------------------------------------
 ACTIVATIONS = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
     nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus,
@@ -117,7 +117,7 @@ def channel_shuffle(call: Call) -> OpResult:
                     notes=[f"channel permutation ({groups} groups); field unchanged"])
 
 
-# -- linear and flatten ------------------------------------------------------------------------------
+# -- linear and flatten ----------------------------------------------------------------------------
 def _collapse_dims(x: TensorInfo, dims: list[int]) -> list:
     rf = list(x.rf)
     for d in dims:

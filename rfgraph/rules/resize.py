@@ -139,7 +139,7 @@ def upsample_module(call: Call) -> OpResult:
                        getattr(m, "recompute_scale_factor", None))
 
 
-# -- padding ------------------------------------------------------------------------------------------
+# -- padding ---------------------------------------------------------------------------------------
 def pad_core(call: Call, x: TensorInfo, pad, mode: str) -> OpResult:
     pad = [int(p) if not isinstance(p, Expr) else p for p in pad]
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
@@ -193,7 +193,7 @@ def pad_module(call: Call) -> OpResult:
     return pad_core(call, call.tensor(), list(m.padding), mode)
 
 
-# -- pixel shuffle ------------------------------------------------------------------------------------
+# -- pixel shuffle ---------------------------------------------------------------------------------
 def pixel_shuffle_core(call: Call, x: TensorInfo, r: int, inverse: bool) -> OpResult:
     if x.ndim < 3:
         raise RuleError(f"{call.where()}: needs a (N, C, H, W) input")

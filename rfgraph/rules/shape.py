@@ -75,7 +75,8 @@ def reshape_core(call: Call, x: TensorInfo, target: list) -> OpResult:
         # absorb size-1 dims on either side into the group (they carry no data)
         spatial = [x.axes[d] for d in gi if x.axes[d] is not None and x.shape[d] != 1]
         real_out = [d for d in gj if target[d] != 1]
-        if len(spatial) == 1 and len(real_out) == 1 and len([d for d in gi if x.shape[d] != 1]) == 1:
+        real_in = [d for d in gi if x.shape[d] != 1]
+        if len(spatial) == 1 and len(real_out) == 1 and len(real_in) == 1:
             axes[real_out[0]] = spatial[0]
         else:
             for d in gi:
