@@ -29,7 +29,9 @@ demo: $(STAMP) dot
 	$(VENV)/bin/rfgraph analyze --at H=224,W=224 | tee out/seed_tour.txt
 	$(VENV)/bin/rfgraph analyze --at H=224,W=224 --json > out/seed_tour.json
 	$(VENV)/bin/rfgraph analyze > out/seed_tour_symbolic.txt
-	@echo "wrote out/seed_tour.txt, out/seed_tour.json, out/seed_tour_symbolic.txt"
+	$(VENV)/bin/rfgraph analyze --at H=224,W=224 --render out/seed_tour.svg > /dev/null
+	$(VENV)/bin/rfgraph analyze --at H=224,W=224 --render out/seed_tour.png > /dev/null
+	@echo "wrote out/seed_tour.txt, out/seed_tour.json, out/seed_tour_symbolic.txt, out/seed_tour.svg, out/seed_tour.png"
 
 test: $(STAMP) dot
 	$(PY) -m pytest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -264,6 +265,56 @@ class Analysis:
             if n.module_type and n.module_type not in row["types"]:
                 row["types"].append(n.module_type)
         return list(rows.values())
+
+    # -- drawing -------------------------------------------------------------------------------
+    def to_dot(self, depth: int | None = None, show_offset: bool = False,
+               **options: Any) -> str:
+        """The annotated graph as Graphviz DOT text (deterministic; see docs/rendering.md).
+
+        ``depth``: None draws every node, N collapses modules N levels deep into one box each.
+        ``options``: edge_labels, compact, show_shape_ops, legend, wrap (rfgraph.render.to_dot).
+        """
+        from .render import to_dot
+
+        return to_dot(self, depth=depth, show_offset=show_offset, **options)
+
+    def render(self, path: str | Path, depth: int | None = None, show_offset: bool = False,
+               **options: Any) -> Path:
+        """Draw the graph to ``path`` (.svg, .png, .pdf, .dot); returns the path written.
+
+        Without Graphviz ``dot`` the DOT source is written next to ``path`` (``.dot``) and
+        rfgraph.render.GraphvizNotFound (an RfgraphError) says how to install Graphviz.
+        """
+        from .render import render
+
+        return render(self, path, depth=depth, show_offset=show_offset, **options)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter shows an Analysis as its drawing (SVG; modules collapsed past 100 boxes)."""
+        from .render import to_svg
+
+        bundle = {"text/plain": repr(self)}
+        try:
+            svg = to_svg(self)
+        except RfgraphError:
+            svg = None
+        if svg is not None:
+            bundle["image/svg+xml"] = svg
+        return bundle
+
+    def erf(self, node: str | None = None, inits: int = 0, samples: int = 1, seed: int = 0,
+            position: Sequence[int] | None = None) -> Any:
+        """The effective receptive field map (Luo et al. 2016) of the centre element of
+        ``node``: a float64 tensor of the input's spatial shape, sum of |d out / d input|.
+
+        Needs concrete sizes (evaluate first). ``inits=0``: the model's own weights; ``n``: summed
+        over n random initialisations. For the theoretical box and the 95% statistics use
+        ``rfgraph.erf.effective_receptive_field`` (same arguments), which returns them too.
+        """
+        from .erf import effective_receptive_field
+
+        return effective_receptive_field(self, node, inits=inits, samples=samples, seed=seed,
+                                         position=position).map
 
     # -- output --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

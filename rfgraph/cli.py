@@ -1,6 +1,8 @@
 """The ``rfgraph`` command.
 
     rfgraph analyze [SPEC] --input 1,3,H,W [--at H=224,W=224] [--json] [--depth N]
+                    [--render out.svg] [--show-offset]
+    rfgraph erf [SPEC] --input 1,3,H,W --at H=128,W=128 [--node NAME] [-o erf.png]
 
 Every user error is one line on stderr and exit status 2; never a traceback.
 """
@@ -39,6 +41,37 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="group rows by module, N levels deep")
     an.add_argument("--trust-pickle", action="store_true",
                     help="allow loading a pickled model file (runs code from the file)")
+    an.add_argument("--render", default=None, metavar="PATH",
+                    help="also draw the annotated graph with Graphviz: .svg, .png, .pdf or .dot "
+                         "(with --depth N, modules N levels deep are one box each)")
+    an.add_argument("--show-offset", action="store_true",
+                    help="show the receptive-field offset on the drawing")
+    er = sub.add_parser(
+        "erf", help="effective receptive field of one node (gradient heat map)",
+        description="Measure the effective receptive field (Luo et al., NeurIPS 2016) of the "
+                    "centre element of one node: |d output / d input| with the model's own "
+                    "weights (or summed over random initialisations), next to the theoretical "
+                    "field rfgraph computes. Needs concrete sizes (--at).")
+    er.add_argument("spec", nargs="?", default=None, metavar="SPEC")
+    er.add_argument("--input", default=None, metavar="SHAPE",
+                    help="input shape, names are symbols (default 1,3,H,W)")
+    er.add_argument("--at", default=None, metavar="SIZES", help="sizes, e.g. H=128,W=128")
+    er.add_argument("--node", default=None, metavar="NAME",
+                    help="node name (first column of the table; default: the last node that "
+                         "keeps the spatial axes)")
+    er.add_argument("-o", "--output", default=None, metavar="PATH",
+                    help="draw the map (.png, .svg, .pdf; needs matplotlib) or save it (.pt)")
+    er.add_argument("--inits", type=int, default=0, metavar="N",
+                    help="sum over N random initialisations instead of the model's own weights")
+    er.add_argument("--samples", type=int, default=1, metavar="N",
+                    help="random inputs per set of weights (default 1)")
+    er.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    er.add_argument("--mass", type=float, default=0.95,
+                    help="report the centred box holding this share of the mass (default 0.95)")
+    er.add_argument("--log", action="store_true",
+                    help="draw with a logarithmic colour scale (shows the faint tail)")
+    er.add_argument("--trust-pickle", action="store_true",
+                    help="allow loading a pickled model file (runs code from the file)")
     return parser
 
 
@@ -64,12 +97,49 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
     if args.depth is not None and args.depth < 0:
         raise RfgraphError("--depth must be >= 0")
+    if args.render:
+        from .render import check_format
+
+        check_format(args.render)  # a bad extension fails before the analysis
     analysis = analyze(model, shape, at=args.at, name=name)
     if args.json:
         json.dump(analysis.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         print(format_table(analysis, depth=args.depth))
+    if args.render:
+        from .render import GraphvizNotFound, render
+
+        try:
+            written = render(analysis, args.render, depth=args.depth,
+                             show_offset=args.show_offset)
+        except GraphvizNotFound as exc:  # the .dot source is written: a warning, not a failure
+            print(f"rfgraph: warning: {exc}", file=sys.stderr)
+        else:
+            print(f"rfgraph: wrote {written}", file=sys.stderr)
+    return 0
+
+
+def cmd_erf(args: argparse.Namespace) -> int:
+    from .api import analyze, parse_input
+    from .erf import effective_receptive_field, plot_erf
+
+    model, default_input, name = _load(args.spec, args.trust_pickle)
+    shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
+    analysis = analyze(model, shape, at=args.at, name=name)
+    if not 0 < args.mass <= 1:
+        raise RfgraphError("--mass must be in (0, 1]")
+    result = effective_receptive_field(analysis, args.node, inits=args.inits,
+                                       samples=args.samples, seed=args.seed)
+    print(result.summary(args.mass))
+    if args.output:
+        if args.output.endswith(".pt"):
+            import torch
+
+            torch.save(result.map, args.output)
+        else:
+            plot_erf(result, args.output, mass=args.mass, log=args.log)
+        print(f"rfgraph: wrote {args.output}", file=sys.stderr)
     return 0
 
 
@@ -84,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     warnings.formatwarning = _warning_line
-    handlers = {"analyze": cmd_analyze}
+    handlers = {"analyze": cmd_analyze, "erf": cmd_erf}
     try:
         return handlers[args.command](args)
     except RfgraphError as exc:

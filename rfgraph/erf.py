@@ -299,13 +299,20 @@ def _theoretical(a: Analysis, info: NodeInfo, dims: list[int | None],
 
 # -- the picture -----------------------------------------------------------------------------
 
-def plot_erf(erf: ERF, path: str | Path, mass: float = 0.95, title: str | None = None) -> Path:
-    """Draw the ERF heat map with the theoretical field's box, its centre and the box holding
-    ``mass`` of the gradient (PNG/SVG/PDF by extension). Needs matplotlib."""
+def plot_erf(erf: ERF, path: str | Path, mass: float = 0.95, title: str | None = None,
+             log: bool = False, zoom: bool = True) -> Path:
+    """Draw the ERF heat map with the theoretical field's box, its centre and the centred box
+    holding ``mass`` of the gradient (PNG/SVG/PDF by extension). Needs matplotlib.
+
+    ``log``: logarithmic colour scale (shows the faint tail out to the field's edge); ``zoom``:
+    frame the theoretical field (with a margin) instead of the whole input. A 3-D map is drawn
+    summed over its first axis.
+    """
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.colors import LogNorm, Normalize
         from matplotlib.patches import Rectangle
     except ImportError:
         raise RfgraphError("drawing the ERF needs matplotlib: pip install 'rfgraph[plot]' "
@@ -314,19 +321,22 @@ def plot_erf(erf: ERF, path: str | Path, mass: float = 0.95, title: str | None =
     m = erf.map
     box = erf.box_for(mass)
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
-    peak = float(m.max()) or 1.0
     note = ""
     if m.dim() == 3:
         m = m.sum(dim=0)
         note = " (summed over D)"
+    peak = float(m.max()) or 1.0
+    values = (m / peak).tolist()
     if m.dim() == 1:
-        ax.plot(range(m.shape[0]), (m / peak).tolist(), color="#b2182b")
+        ax.plot(range(m.shape[0]), values, color="#b2182b", lw=1.2)
+        if log:
+            ax.set_yscale("log")
         ax.set_xlabel("input position")
         ax.set_ylabel("|gradient| / max")
         if erf.field is not None:
             lo, hi = erf.field[-1]
             ax.axvspan(lo - 0.5, hi + 0.5, color="#4393c3", alpha=0.15, label="theoretical field")
-            ax.axvline((lo + hi) / 2, color="#2166ac", lw=1)
+            ax.axvline((lo + hi) / 2, color="#2166ac", lw=1, label="its centre")
         if box is not None:
             lo, hi = box[-1]
             ax.axvspan(lo - 0.5, hi + 0.5, color="#1a9850", alpha=0.2,
@@ -335,13 +345,14 @@ def plot_erf(erf: ERF, path: str | Path, mass: float = 0.95, title: str | None =
     else:
         h, w = m.shape
         ax.set_facecolor("#c8c8c8")  # outside the image: the padding the field reaches into
-        image = ax.imshow((m / float(m.max() or 1)).numpy() if _has_numpy() else
-                          (m / float(m.max() or 1)).tolist(), cmap="inferno",
-                          origin="upper", extent=(-0.5, w - 0.5, h - 0.5, -0.5),
-                          interpolation="nearest")
+        cmap = matplotlib.colormaps["inferno"].with_extremes(bad="black")  # log scale: zeros
+        positive = m[m > 0]
+        floor = float(positive.min()) / peak if positive.numel() else 1e-6
+        norm = LogNorm(vmin=max(floor, 1e-300), vmax=1.0) if log else Normalize(0.0, 1.0)
+        image = ax.imshow(values, cmap=cmap, norm=norm, origin="upper",
+                          extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="|gradient| / max")
-        ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, ec="#999999", lw=0.8,
-                               ls=":"))
+        ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, ec="#999999", lw=0.8, ls=":"))
         xs, ys = [-0.5, w - 0.5], [-0.5, h - 0.5]
         if erf.field is not None:
             (r0, r1), (c0, c1) = erf.field[-2], erf.field[-1]
@@ -349,8 +360,9 @@ def plot_erf(erf: ERF, path: str | Path, mass: float = 0.95, title: str | None =
                                    ec="#4fc3f7", lw=1.6, label="theoretical field"))
             ax.plot([(c0 + c1) / 2], [(r0 + r1) / 2], marker="+", color="#4fc3f7", ms=12,
                     mew=1.6, ls="none", label="its centre")
-            xs += [c0 - 1, c1 + 1]
-            ys += [r0 - 1, r1 + 1]
+            margin = max(3.0, 0.12 * max(r1 - r0, c1 - c0))
+            frame_x, frame_y = [c0 - margin, c1 + margin], [r0 - margin, r1 + margin]
+            xs, ys = (frame_x, frame_y) if zoom else (xs + frame_x, ys + frame_y)
             if r0 < 0 or c0 < 0 or r1 >= h or c1 >= w:
                 ax.add_patch(Rectangle((0, 0), 0, 0, fc="#c8c8c8", ec="none",
                                        label="outside the image"))
@@ -367,24 +379,17 @@ def plot_erf(erf: ERF, path: str | Path, mass: float = 0.95, title: str | None =
     sizes = erf.field_sizes
     sub = []
     if sizes:
-        sub.append("theoretical " + "×".join(map(str, sizes)))
+        sub.append("theoretical field " + "×".join(map(str, sizes)))
     if box is not None and sizes:
         sides = [hi - lo + 1 for lo, hi in box]
-        sub.append(f"{100 * mass:g}% in central " + "×".join(map(str, sides)))
-    how = f"{erf.inits} random inits" if erf.inits else "own weights"
+        sub.append(f"{100 * mass:g}% of the mass in the central " + "×".join(map(str, sides)))
+    how = f"{erf.inits} random initialisations" if erf.inits else "the model's own weights"
+    how += f", {erf.samples} random input{'s' if erf.samples > 1 else ''}"
     where = f"output {erf.centre}" if erf.centre else "all outputs"
     ax.set_title((title or f"ERF of '{erf.node}', {where}{note}") + "\n"
-                 + ", ".join(sub) + f" ({how})", fontsize=9)
+                 + "; ".join(sub) + f"\n{how}{', log scale' if log else ''}", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def _has_numpy() -> bool:
-    try:
-        import numpy  # noqa: F401
-    except ImportError:  # pragma: no cover
-        return False
-    return True

@@ -108,20 +108,21 @@ def _int_text(value: int) -> str:
     return f"{value:,}"
 
 
-def _expr_text(expr: Any, factor: bool = False) -> str:
-    """format_expr, with thousands separators when the expression is a plain integer;
-    ``factor``: parenthesised when it is a sum (one factor of a ×-product)."""
+def _expr_text(expr: Any, factor: bool = False, count: bool = False) -> str:
+    """format_expr; ``count``: a plain integer gets thousands separators (params, MACs; not the
+    dims of a shape, where '1×1,024×14×14' would read badly); ``factor``: parenthesised when it is
+    a sum or product (one factor of a ×-list)."""
     e = sympy.sympify(expr)
     if e.is_Integer:
-        return _int_text(int(e))
+        return _int_text(int(e)) if count else str(int(e))
     text = format_expr(e)
     return f"({text})" if factor and (e.is_Add or e.is_Mul) else text
 
 
-def _product(exprs: Sequence[Any]) -> str:
+def _product(exprs: Sequence[Any], count: bool = False) -> str:
     """'1×16×(floor(H/2) + 1)×(floor(W/2) + 1)'; a single quantity is not parenthesised."""
     if len(exprs) == 1:
-        return _expr_text(exprs[0])
+        return _expr_text(exprs[0], count=count)
     return "×".join(_expr_text(e, factor=True) for e in exprs)
 
 
@@ -186,17 +187,17 @@ class _Values:
         v = self.int_at(macs)
         return None if v is None else v / self.total_macs
 
-    def pair(self, exprs: Sequence[Any]) -> tuple[str, str | None]:
+    def pair(self, exprs: Sequence[Any], count: bool = False) -> tuple[str, str | None]:
         """('formula', 'value') for a ×-joined list; value None when not evaluated or equal."""
-        formula = _product(exprs)
+        formula = _product(exprs, count)
         if not self.evaluated:
             return formula, None
-        value = _product([self.a.value_of(e) for e in exprs])
+        value = _product([self.a.value_of(e) for e in exprs], count)
         return formula, (None if value == formula else value)
 
-    def short(self, exprs: Sequence[Any]) -> str:
-        """The value when evaluated, else the formula (edge labels)."""
-        formula, value = self.pair(exprs)
+    def short(self, exprs: Sequence[Any], count: bool = False) -> str:
+        """The value when evaluated, else the formula (edge labels, MACs)."""
+        formula, value = self.pair(exprs, count)
         return value if value is not None else formula
 
     def quantity(self, exprs: Sequence[Any]) -> str:
@@ -226,7 +227,6 @@ class _Item:
     nodes: list[NodeInfo]
     key: str  # the module it stands for (collapsed) or its node's module
     collapsed: bool
-    cluster: str | None = None
 
 
 @dataclass
@@ -349,7 +349,6 @@ def _cluster_tree(items: list[_Item], depth: int | None) -> _Cluster:
                 parent.children.append(cl)
             parent = nodes_of[c]
         parent.children.append(it)
-        it.cluster = parent.key or None
 
     def squash(cl: _Cluster) -> None:  # a cluster whose only content is one cluster: drop inner
         while len(cl.children) == 1 and isinstance(cl.children[0], _Cluster) and cl.key:
@@ -608,7 +607,8 @@ def _cost_rows(v: _Values, params: int, macs: Any) -> list[str]:
     macs = sympy.sympify(macs)
     if macs != 0:
         share = _share_text(v.share(macs), not v.evaluated)
-        segments.append("MACs " + v.short([macs]) + (f" ({share})" if share else ""))
+        segments.append("MACs " + v.short([macs], count=True)
+                        + (f" ({share})" if share else ""))
     return _pack(segments)
 
 
@@ -760,10 +760,10 @@ def _legend(v: _Values, families: list[str], has: dict[str, bool], depth: int | 
     add(_chips(chips, 6))
     if v.heat_max:
         step = v.heat_max / len(HEAT)
-        heat = [(f"{100 * step * i:.1f}-{100 * step * (i + 1):.1f}%", colour)
-                for i, colour in enumerate(HEAT)]
+        heat = [("none", "#ffffff")] + [(f"{100 * step * i:.1f}-{100 * step * (i + 1):.1f}%",
+                                          colour) for i, colour in enumerate(HEAT)]
         add("MACs share of the total (box colour)" + (" *" if v.share_note else ""))
-        add(_chips(heat, len(HEAT)))
+        add(_chips(heat, len(heat)))
         if v.share_note:
             add(_esc(f"* at {v.share_note} (the input is symbolic; use --at for exact values)"))
     notes = ["RF: receptive field size per input axis; jump: input pixels between neighbouring "
@@ -786,7 +786,7 @@ def _legend(v: _Values, families: list[str], has: dict[str, bool], depth: int | 
         add(f'<FONT COLOR="{ALERT}"><B>dashed red border</B>: unknown field (an op without a '
             "rule, or downstream of one)</FONT>")
     return ('<<TABLE BORDER="1" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3" '
-            'COLOR="#999999" BGCOLOR="#ffffff">' + "".join(rows) + "</TABLE>>")
+            'COLOR="#999999" BGCOLOR="#ffffff">\n\t\t' + "\n\t\t".join(rows) + "</TABLE>>")
 
 
 # -- DOT --------------------------------------------------------------------------------------
@@ -837,7 +837,8 @@ def to_dot(a: Analysis, depth: int | None = None, show_offset: bool = False,
         f"digraph {_q(a.model_name)} {{",
         f'\tgraph [rankdir="TB" fontname="{FONT}" fontsize="11" ranksep="0.3" '
         'nodesep="0.25" newrank="true"]',
-        f'\tnode [fontname="{FONT}" fontsize="10" margin="0.04,0.02" penwidth="1"]',
+        f'\tnode [fontname="{FONT}" fontsize="10" margin="0.04,0.02" penwidth="1" '
+        'height="0.1" width="0.1"]',
         f'\tedge [fontname="{FONT}" fontsize="8" arrowsize="0.6" color="#555555" '
         'fontcolor="#333333"]',
     ]
@@ -898,7 +899,7 @@ def to_dot(a: Analysis, depth: int | None = None, show_offset: bool = False,
             "unknown": any(looks[it.id].unknown for it in items),
             "offset": show_offset,
         }
-        lines.append(f'\tlegend [shape="plaintext" margin="0" label='
+        lines.append(f'\t"rfgraph:legend" [shape="plaintext" margin="0" label='
                      f"{_legend(v, families, has, depth, edge_labels, compact)}]")
     lines.append("}")
     return "\n".join(lines) + "\n"

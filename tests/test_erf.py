@@ -174,3 +174,38 @@ def test_plot(seed_96, tmp_path):
     a1 = rfgraph.analyze(m1, (1, 1, "L"), at="L=30")
     plot_erf(effective_receptive_field(a1), tmp_path / "l.png")
     assert isinstance(e, ERF)
+
+
+# -- the integration points (skipped until Analysis.erf and `rfgraph erf` exist) --------------
+
+def _has_erf_command() -> bool:
+    from rfgraph.cli import _build_parser
+
+    try:
+        _build_parser().parse_known_args(["erf"])
+    except SystemExit:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not hasattr(rfgraph.Analysis, "erf"), reason="Analysis.erf not wired yet")
+def test_analysis_erf(seed_96):
+    m = seed_96.erf("grouped", inits=1, seed=2)
+    assert torch.equal(m, effective_receptive_field(seed_96, "grouped", inits=1, seed=2).map)
+
+
+@pytest.mark.skipif(not _has_erf_command(), reason="rfgraph erf not wired yet")
+def test_cli_erf(tmp_path, capsys):
+    from rfgraph.cli import main
+
+    assert main(["erf", "--at", "H=64,W=64", "--node", "grouped", "-o",
+                 str(tmp_path / "m.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "ERF mass inside the theoretical field: 100.00%" in out
+    assert "95% of the ERF mass lies in the central" in out
+    assert torch.load(tmp_path / "m.pt").shape == (64, 64)
+    assert main(["erf", "--node", "grouped"]) == 2  # symbolic: needs --at
+    assert "concrete sizes" in capsys.readouterr().err
+    if __import__("importlib").util.find_spec("matplotlib") is not None:
+        assert main(["erf", "--at", "H=64,W=64", "-o", str(tmp_path / "e.png"), "--log"]) == 0
+        assert (tmp_path / "e.png").read_bytes().startswith(b"\x89PNG")

@@ -209,7 +209,7 @@ def test_marks(unet, untraceable, seed_224):
 
 def test_legend(seed_224):
     dot = to_dot(seed_224)
-    assert "legend [" in dot and "params 130,554" in dot
+    assert '"rfgraph:legend" [' in dot and "params 130,554" in dot
     assert "MACs share of the total" in dot
     assert "legend" not in to_dot(seed_224, legend=False)
 
@@ -298,3 +298,53 @@ def test_missing_dot_path(seed_224, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     _missing_dot(seed_224, tmp_path)
     assert isinstance(GraphvizNotFound("x", tmp_path), rfgraph.RfgraphError)
+
+
+# -- the integration points (skipped until Analysis.render and `analyze --render` exist) ------
+
+def _cli_supports(*argv: str) -> bool:
+    from rfgraph.cli import _build_parser
+
+    try:
+        _, unknown = _build_parser().parse_known_args(list(argv))
+    except SystemExit:
+        return False
+    return not unknown
+
+
+needs_cli = pytest.mark.skipif(not _cli_supports("analyze", "--render", "x.svg", "--show-offset"),
+                               reason="rfgraph analyze has no --render yet")
+needs_methods = pytest.mark.skipif(not hasattr(rfgraph.Analysis, "render"),
+                                   reason="Analysis.render/to_dot not wired yet")
+
+
+@needs_methods
+def test_analysis_methods(seed_224, tmp_path, monkeypatch):
+    assert seed_224.to_dot(depth=1, show_offset=True) == to_dot(seed_224, depth=1,
+                                                                 show_offset=True)
+    assert seed_224.render(tmp_path / "a.dot").read_text(encoding="utf-8") == to_dot(seed_224)
+    bundle = seed_224._repr_mimebundle_()
+    assert bundle["text/plain"] == repr(seed_224)
+    assert ("image/svg+xml" in bundle) == HAS_DOT
+    monkeypatch.setattr(rr.shutil, "which", lambda name: None)
+    assert set(seed_224._repr_mimebundle_()) == {"text/plain"}
+
+
+@needs_cli
+def test_cli_render(tmp_path, capsys, monkeypatch):
+    from rfgraph.cli import main
+
+    out = tmp_path / "seed.svg"
+    assert main(["analyze", "--at", "H=64,W=64", "--depth", "1", "--render", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "params: 130,554" in captured.out
+    if HAS_DOT:
+        assert out.read_bytes().startswith(b"<?xml") and "wrote" in captured.err
+    monkeypatch.setattr(rr.shutil, "which", lambda name: None)
+    assert main(["analyze", "--render", str(tmp_path / "x.png"), "--show-offset"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "apt-get install graphviz" in err
+    assert "offset" in (tmp_path / "x.dot").read_text(encoding="utf-8")
+    assert main(["analyze", "--render", str(tmp_path / "x.jpg")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "use a .svg, .png, .pdf or .dot file" in captured.err
