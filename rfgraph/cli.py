@@ -18,13 +18,20 @@ from . import __version__
 from .errors import RfgraphError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"rfgraph: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rfgraph",
         description="Exact symbolic output sizes, receptive fields, parameters and MACs for "
                     "every node of a PyTorch model.")
     parser.add_argument("--version", action="version", version=f"rfgraph {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     an = sub.add_parser(
         "analyze", help="analyse a model: table (default) or JSON",
         description="Analyse a model. SPEC is package.module:callable or path/to/file.py:callable "
@@ -153,7 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    previous_format = warnings.formatwarning
     warnings.formatwarning = _warning_line
+    try:
+        return _dispatch(args)
+    finally:
+        warnings.formatwarning = previous_format
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     handlers = {"analyze": cmd_analyze, "erf": cmd_erf}
     try:
         return handlers[args.command](args)

@@ -180,3 +180,13 @@ def test_too_small_names_layer_and_torch_smallest_size(capsys, factory):
     assert f"it needs H >= {smallest}" in err, err
     code, _, err = run(capsys, "analyze", f"examples.zoo:{factory}", "--at", f"H={smallest},W=64")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("argv", [["analyze", "--depth", "x"], ["nonsense"],
+                                  ["analyze", "--render", "out.xyz"]])
+def test_usage_errors_are_one_line(argv):
+    proc = subprocess.run([sys.executable, "-m", "rfgraph.cli", *argv], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("rfgraph: error: ")
+    assert proc.stdout == ""
