@@ -100,11 +100,13 @@ def _canonical_floor(num: Expr, den: int) -> Expr:
         if den == 1:
             return rest + const
     q, r = divmod(const, den)
+    # the canonical forms below are already simplified: skip SymPy's (slow, assumption-heavy)
+    # floor.eval; substituting numbers later evaluates them as usual
     if r == 0:
-        return floor(rest / den) + q
+        return floor(rest / den, evaluate=False) + q
     if r == den - 1:
-        return ceiling(rest / den) + q
-    return floor((rest + const) / den)
+        return ceiling(rest / den, evaluate=False) + q
+    return floor((rest + const) / den, evaluate=False)
 
 
 def _as_int_fraction(arg: Expr) -> tuple[Expr, int] | None:
