@@ -63,6 +63,8 @@ class AxisRF:
         self.reason = reason
         self.notes = notes
         self._cache: dict[tuple[int, Expr], Expr] = {}
+        #: (base, (a, b, c)) when start(y) = base.start(a*y + b), end(y) = base.end(a*y + c)
+        self._window_base: tuple[AxisRF, tuple[int, int, int]] | None = None
 
     # -- evaluation ----------------------------------------------------------------------------
     def start_at(self, y: int | Expr) -> Expr:
@@ -199,6 +201,17 @@ class AxisRF:
             return _affine_rf(r + (k_eff - 1) * j, j * stride, o - pad_left * j, self.aligned,
                               self.reason, self.notes)
         period = max(1, self.period // math.gcd(self.period, stride))
+        if not self.gappy and isinstance(pad_left, int):
+            # a window over a non-affine field: keep one affine index map over the last
+            # non-affine node, so a deep stack costs one step, not one step per layer
+            base, (a, b, c) = (self._window_base or (self, (1, 0, 0)))
+            lin = (a * stride, b - a * pad_left, c + a * (k_eff - 1 - pad_left))
+            rf = AxisRF(lambda y: base._eval(0, lin[0] * y + lin[1]),
+                        lambda y: base._eval(1, lin[0] * y + lin[2]),
+                        self.jump * stride, period, self.aligned, self.reason, self.notes,
+                        is_global=self.is_global)
+            rf._window_base = (base, lin)
+            return rf
         taps = None
         if dilation > 1:
             def taps(y: Expr) -> list[Expr]:
