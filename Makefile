@@ -36,9 +36,10 @@ demo: $(STAMP) dot
 test: $(STAMP) dot
 	$(PY) -m pytest
 
-# Long random fuzzing (not in CI): hypothesis without derandomisation, many examples.
+# Long random fuzzing (not in CI): hypothesis without derandomisation, many examples
+# (tests/test_verify_fuzz.py: 4x the fuzz profile's max_examples, 20000 random models, ~5 min).
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_rules_property.py -x
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_rules_property.py tests/test_verify_fuzz.py -x
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_analyze.py

@@ -206,9 +206,11 @@ class Analysis:
             for cond in node.conditions:
                 value = subs_int(cond, subs)
                 if value is sympy.false:
+                    what = (f"{format_expr(cond.lhs)} = {format_expr(cond.rhs)}"
+                            if isinstance(cond, sympy.Eq) else str(cond))
                     raise RfgraphError(
-                        f"{_where(node)}: branch sizes do not match at {_fmt_at(self.at)} "
-                        f"(needs {format_expr(cond.lhs)} = {format_expr(cond.rhs)})"
+                        f"{_where(node)}: sizes do not fit at {_fmt_at(self.at)} "
+                        f"(needs {what})"
                     )
 
     def _smallest_valid(self, upto: int, failing: Expr) -> str:
@@ -315,6 +317,22 @@ class Analysis:
 
         return effective_receptive_field(self, node, inits=inits, samples=samples, seed=seed,
                                          position=position).map
+
+    def verify(self, at: Sequence[Mapping[str, int]] | Mapping[str, int] | None = None,
+               checks: Sequence[str] | None = None, progress: Any = None,
+               **options: Any) -> Any:
+        """Run the layers with torch and check every formula: shapes, params, MACs, receptive
+        fields (gradient probe) and layer semantics (docs/verify.md).
+
+        ``at``: sizes to check, e.g. ``[{"H": 224, "W": 224}, {"H": 97, "W": 131}]``; None: this
+        analysis' sizes when it is evaluated, else a typical, an odd/prime and the smallest valid
+        size. ``checks``: a subset of shape, params, macs, rf, semantics. ``progress``: True for
+        a bar on stderr, or ``fn(done, total, label)``. Returns a
+        :class:`rfgraph.verify.VerifyReport` (``.ok``, ``.rows``, ``.format()``, ``.to_dict()``).
+        """
+        from .verify import verify
+
+        return verify(self, at=at, checks=checks, progress=progress, **options)
 
     # -- output --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,8 @@
     rfgraph analyze [SPEC] --input 1,3,H,W [--at H=224,W=224] [--json] [--depth N]
                     [--render out.svg] [--show-offset]
     rfgraph erf [SPEC] --input 1,3,H,W --at H=128,W=128 [--node NAME] [-o erf.png]
+    rfgraph verify [SPEC] --input 1,3,H,W [--at H=224,W=224 [--at H=97,W=131]] [--json]
+                   [--checks shape,params,macs,rf,semantics] [--no-progress]
 
 Every user error is one line on stderr and exit status 2; never a traceback.
 """
@@ -79,6 +81,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="draw with a logarithmic colour scale (shows the faint tail)")
     er.add_argument("--trust-pickle", action="store_true",
                     help="allow loading a pickled model file (runs code from the file)")
+    from .verify import add_verify_parser
+
+    add_verify_parser(sub)  # rfgraph verify: its flags live in rfgraph/verify.py
     return parser
 
 
@@ -150,6 +155,13 @@ def cmd_erf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """rfgraph verify: 0 when every check passes, 1 on any mismatch (user errors raise: 2)."""
+    from .verify import cmd_verify as run_verify
+
+    return run_verify(args)
+
+
 def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"rfgraph: warning: {str(message).removeprefix('rfgraph: ')}\n"
 
@@ -169,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    handlers = {"analyze": cmd_analyze, "erf": cmd_erf}
+    handlers = {"analyze": cmd_analyze, "erf": cmd_erf, "verify": cmd_verify}
     try:
         return handlers[args.command](args)
     except RfgraphError as exc:

@@ -16,6 +16,8 @@ slicing, ``matmul`` and reductions -- never with the torch op it checks:
   exact).
 * :func:`max_pool_reference`, :func:`avg_pool_reference`, :func:`adaptive_pool_reference`:
   window reductions, ceil_mode and count_include_pad by the definition.
+* :func:`resize_reference`: ``interpolate`` (nearest, nearest-exact, linear modes) with exact
+  rational source coordinates, axis by axis.
 * :func:`channel_shuffle_permutation`: the permutation a channel shuffle applies.
 
 The module imports nothing from rfgraph.
@@ -27,10 +29,13 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
 
 import torch
 
 __all__ = [
+    "LINEAR_MODES",
     "ConvSpec",
     "adaptive_pool_reference",
     "avg_pool_reference",
@@ -48,6 +53,7 @@ __all__ = [
     "pad_reference",
     "pool_output_size",
     "rel_error",
+    "resize_reference",
 ]
 
 
@@ -344,6 +350,69 @@ def adaptive_pool_reference(x: torch.Tensor, nd: int, output_size, reduce: str =
     return y
 
 
+# -- resizing -------------------------------------------------------------------------------------
+LINEAR_MODES = ("linear", "bilinear", "trilinear")
+
+
+def resize_output_sizes(sizes: Sequence[int], size: Any = None, scale_factor: Any = None,
+                        ) -> list[int]:
+    """Output sizes of interpolate: ``size``, or floor(n * scale) (as torch, in double)."""
+    nd = len(sizes)
+    if size is not None:
+        return list(_tuple(size, nd))
+    scales = scale_factor if isinstance(scale_factor, (tuple, list)) else [scale_factor] * nd
+    return [int(math.floor(n * float(s))) for n, s in zip(sizes, scales)]
+
+
+def _axis_weights(n: int, o: int, mode: str, align: bool, scale: Fraction | None,
+                  ) -> torch.Tensor:
+    """The (o x n) matrix of one axis of interpolate, with exact (rational) coordinates."""
+    w = torch.zeros(o, n, dtype=torch.float64)
+    if mode in LINEAR_MODES:
+        if align:
+            step = Fraction(n - 1, o - 1) if o > 1 else Fraction(0)
+        else:
+            step = scale if scale is not None else Fraction(n, o)
+        for y in range(o):
+            src = y * step if align else max((y + Fraction(1, 2)) * step - Fraction(1, 2), 0)
+            i0 = min(math.floor(src), n - 1)
+            i1 = min(i0 + 1, n - 1)
+            lam = src - i0 if i0 < n - 1 else Fraction(0)
+            w[y, i0] += float(1 - lam)
+            if lam:
+                w[y, i1] += float(lam)
+        return w
+    step = scale if scale is not None else Fraction(n, o)
+    for y in range(o):
+        src = math.floor(y * step) if mode == "nearest" else math.floor((y + Fraction(1, 2))
+                                                                        * step)
+        w[y, min(src, n - 1)] = 1.0
+    return w
+
+
+def resize_reference(x: torch.Tensor, size: Any = None, scale_factor: Any = None,
+                     mode: str = "nearest", align_corners: bool | None = None,
+                     recompute_scale_factor: bool | None = None) -> torch.Tensor:
+    """``F.interpolate`` (nearest, nearest-exact, linear, bilinear, trilinear) computed with
+    exact rational source coordinates, axis by axis: nearest reads floor(y*s) (nearest-exact
+    floor((y+1/2)*s)), the linear modes read floor(src) and floor(src)+1 with weights 1-λ, λ,
+    src = (y+1/2)*s - 1/2 clamped at 0 (align_corners: src = y*(n-1)/(o-1)); s is 1/scale_factor
+    when a scale factor is given (and not recomputed), else n/o."""
+    nd = x.dim() - 2
+    sizes = list(x.shape[2:])
+    outs = resize_output_sizes(sizes, size, scale_factor)
+    scales = (scale_factor if isinstance(scale_factor, (tuple, list))
+              else [scale_factor] * nd)
+    y = x.double()
+    for a in range(nd):
+        scale = None
+        if scale_factor is not None and not recompute_scale_factor and scales[a]:
+            scale = 1 / Fraction(scales[a])
+        w = _axis_weights(sizes[a], outs[a], mode, bool(align_corners), scale)
+        y = torch.tensordot(y, w, dims=([2 + a], [1])).movedim(-1, 2 + a)
+    return y
+
+
 # -- channel shuffle ------------------------------------------------------------------------------
 def channel_shuffle_permutation(channels: int, groups: int) -> list[int]:
     """Output channel j of a shuffle with ``groups`` groups is input channel perm[j]: the
@@ -413,12 +482,15 @@ def compose_convs(first: ConvSpec, second: ConvSpec) -> tuple[ConvSpec | None, s
         else:
             return None, f"both layers have a kernel or padding along axis {a}"
     w1, w2 = first.weight, second.weight
+    if w2.shape[1] != w1.shape[0]:
+        raise ValueError(f"{w1.shape[0]} channels out of the first conv, {w2.shape[1]} into "
+                         "the second")
+    if first.bias is not None and (any(second.pad_left) or any(second.pad_right)):
+        return None, "the first layer has a bias and the second pads"
     # W[o, i, *k] = sum_m W2[o, m, *k2] * W1[m, i, *k1]; on every axis one kernel has length 1
     weight = (w2.unsqueeze(2) * w1.unsqueeze(0)).sum(1)
     bias = second.bias
     if first.bias is not None:
-        if any(second.pad_left) or any(second.pad_right):
-            return None, "the first layer has a bias and the second pads"
         folded = (w2.sum(dim=tuple(range(2, w2.dim()))) @ first.bias)
         bias = folded if bias is None else bias + folded
     spec = ConvSpec(weight, bias, tuple(stride), tuple(left), tuple(right), tuple(dilation))

@@ -158,13 +158,23 @@ def pad_core(call: Call, x: TensorInfo, pad, mode: str) -> OpResult:
                 old = rf[axis]
                 rf[axis] = old.compose(lambda y, le=left: y - le, lambda y, le=left: y - le,
                                        old.jump, old.period)
+    min_sizes: list[tuple[Expr, str]] = []
     if mode != "constant":
         notes.append(f"pad mode {mode}: padded coordinates stand for reflected/replicated/"
                      "wrapped pixels")
+        # torch's limits: reflect needs every pad < the input, circular at most the input
+        slack = {"reflect": 0, "circular": 1}.get(mode)
+        for k in range(len(pad) // 2):
+            d = x.ndim - 1 - k
+            most = max(pad[2 * k], pad[2 * k + 1])
+            if slack is not None and isinstance(most, int) and most > 0:
+                rel = "<" if slack == 0 else "<="
+                min_sizes.append((x.shape[d] - most + slack,
+                                  f"input size - {most}{' + 1' if slack else ''} "
+                                  f"(pad mode {mode} needs padding {rel} input)"))
     y = x.with_shape(shape, rf=rf)
-    return OpResult(y, kind="layer", family="pad", notes=notes,
-                    min_sizes=[(shape[x.ndim - 1 - k], "padded size")
-                               for k in range(len(pad) // 2)])
+    min_sizes += [(shape[x.ndim - 1 - k], "padded size") for k in range(len(pad) // 2)]
+    return OpResult(y, kind="layer", family="pad", notes=notes, min_sizes=min_sizes)
 
 
 @register(F.pad, family="pad")
@@ -211,7 +221,12 @@ def pixel_shuffle_core(call: Call, x: TensorInfo, r: int, inverse: bool) -> OpRe
         n = shape[d]
         if inverse:
             shape[d] = floordiv(n, r)
-            conditions.append(sympy.Eq(sympy.Mod(n, r), 0))
+            cond = sympy.Eq(sympy.Mod(n, r), 0)
+            if cond is sympy.false:
+                raise RuleError(f"{call.where()}: needs sizes divisible by {r}, but the size "
+                                f"here is {n} for every input")
+            if cond is not sympy.true:
+                conditions.append(cond)
         else:
             shape[d] = sympy.expand(n * r)
         axis = x.axes[d]
