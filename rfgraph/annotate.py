@@ -65,20 +65,23 @@ class NodeInfo:
         return self.kind == "unknown"
 
 
-def first_tensor(value: Any) -> TensorInfo | None:
-    if isinstance(value, TensorInfo):
+def first_of(value: Any, kind: type) -> Any:
+    """The first object of type ``kind`` in a value that may nest tuples, lists and dicts
+    (a node's output, a model's output): depth first, in order."""
+    if isinstance(value, kind):
         return value
-    if isinstance(value, (tuple, list)):
-        for v in value:
-            t = first_tensor(v)
-            if t is not None:
-                return t
-    if isinstance(value, dict):
-        for v in value.values():
-            t = first_tensor(v)
-            if t is not None:
-                return t
+    items = value.values() if isinstance(value, dict) else value \
+        if isinstance(value, (tuple, list)) else ()
+    for v in items:
+        found = first_of(v, kind)
+        if found is not None:
+            return found
     return None
+
+
+def first_tensor(value: Any) -> TensorInfo | None:
+    """The first TensorInfo in a node's value."""
+    return first_of(value, TensorInfo)
 
 
 def _contains_unknown(value: Any) -> Unknown | None:

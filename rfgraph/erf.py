@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import fx, nn
 
+from .annotate import first_of
 from .errors import RfgraphError
 
 if TYPE_CHECKING:
@@ -193,19 +194,7 @@ def _cut(gm: fx.GraphModule, name: str) -> fx.GraphModule:
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for v in value:
-            t = _first_tensor(v)
-            if t is not None:
-                return t
-    if isinstance(value, dict):
-        for v in value.values():
-            t = _first_tensor(v)
-            if t is not None:
-                return t
-    return None
+    return first_of(value, torch.Tensor)
 
 
 def _reinit(model: nn.Module, seed: int) -> None:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from . import semantics as ref
+from .annotate import first_of
 from .errors import RfgraphError
 from .symbolic import axis_symbol
 from .tensor import TensorInfo
@@ -398,19 +399,7 @@ def _torch_leaves(value: Any) -> list[tuple[str, Any]]:
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)):
-        for v in value:
-            t = _first_tensor(v)
-            if t is not None:
-                return t
-    if isinstance(value, dict):
-        for v in value.values():
-            t = _first_tensor(v)
-            if t is not None:
-                return t
-    return None
+    return first_of(value, torch.Tensor)
 
 
 def _map_tensors(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
