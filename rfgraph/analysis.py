@@ -235,19 +235,7 @@ class Analysis:
                         return False
             return True
 
-        hi = max(1, (self.at or {}).get(sym.name, 1))
-        while not ok(hi):
-            hi *= 2
-            if hi > 2**40:
-                return None
-        lo = 1
-        while lo < hi:  # every size is non-decreasing in the input size
-            mid = (lo + hi) // 2
-            if ok(mid):
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
+        return smallest_true(ok, start=max(1, (self.at or {}).get(sym.name, 1)))
 
     # -- grouping ----------------------------------------------------------------------------
     def by_module(self, depth: int) -> list[dict[str, Any]]:
@@ -349,6 +337,24 @@ class Analysis:
         at = f", at={self.at}" if self.at else ""
         return (f"<Analysis {self.model_name} input={tuple(map(str, self.input_shape))}{at}: "
                 f"{len(self.nodes)} nodes, {self.total_params:,} params>")
+
+
+def smallest_true(pred, start: int = 1, cap: int = 2**40) -> int | None:
+    """The smallest n >= 1 with ``pred(n)``, for a predicate that stays true once true (every
+    size is non-decreasing in the input size): doubling from ``start``, then bisection."""
+    hi = max(1, start)
+    while not pred(hi):
+        hi *= 2
+        if hi > cap:
+            return None
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _where(node: NodeInfo) -> str:

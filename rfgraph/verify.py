@@ -340,19 +340,9 @@ def _smallest(analysis: Any, syms: list[str]) -> dict[str, int] | None:
         return _valid(analysis, sizes)
 
     def first(pred: Callable[[int], bool], hi_cap: int = 4096) -> int | None:
-        hi = 1
-        while not pred(hi):
-            hi *= 2
-            if hi > hi_cap:
-                return None
-        lo = hi // 2 + 1 if hi > 1 else 1
-        while lo < hi:  # assumes validity grows with the size; hi stays a tested valid size
-            mid = (lo + hi) // 2
-            if pred(mid):
-                hi = mid
-            else:
-                lo = mid + 1
-        return hi
+        from .analysis import smallest_true
+
+        return smallest_true(pred, cap=hi_cap)
 
     n0 = first(ok)
     if n0 is None:
