@@ -27,6 +27,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"rfgraph: error: {message} (see `{self.prog} --help`)\n")
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, input_help: str) -> None:
+    """SPEC, --input and --trust-pickle: how every subcommand names the model to load."""
+    parser.add_argument("spec", nargs="?", default=None, metavar="SPEC")
+    parser.add_argument("--input", default=None, metavar="SHAPE", help=input_help)
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow loading a pickled model file (runs code from the file)")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="rfgraph",
@@ -39,17 +47,13 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Analyse a model. SPEC is package.module:callable or path/to/file.py:callable "
                     "(a class or factory called with no arguments); without SPEC the built-in "
                     "seed-tour model is analysed.")
-    an.add_argument("spec", nargs="?", default=None, metavar="SPEC")
-    an.add_argument("--input", default=None, metavar="SHAPE",
-                    help="input shape, names are symbols (default 1,3,H,W; for a .pt2 file the "
-                         "stored input shape)")
+    add_model_arguments(an, "input shape, names are symbols (default 1,3,H,W; for a .pt2 file "
+                            "the stored input shape)")
     an.add_argument("--at", default=None, metavar="SIZES",
                     help="substitute sizes, e.g. H=224,W=224")
     an.add_argument("--json", action="store_true", help="print Analysis.to_dict() as JSON")
     an.add_argument("--depth", type=int, default=None, metavar="N",
                     help="group rows by module, N levels deep")
-    an.add_argument("--trust-pickle", action="store_true",
-                    help="allow loading a pickled model file (runs code from the file)")
     an.add_argument("--render", default=None, metavar="PATH",
                     help="also draw the annotated graph with Graphviz: .svg, .png, .pdf or .dot "
                          "(with --depth N, modules N levels deep are one box each)")
@@ -61,9 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     "centre element of one node: |d output / d input| with the model's own "
                     "weights (or summed over random initialisations), next to the theoretical "
                     "field rfgraph computes. Needs concrete sizes (--at).")
-    er.add_argument("spec", nargs="?", default=None, metavar="SPEC")
-    er.add_argument("--input", default=None, metavar="SHAPE",
-                    help="input shape, names are symbols (default 1,3,H,W)")
+    add_model_arguments(er, "input shape, names are symbols (default 1,3,H,W)")
     er.add_argument("--at", default=None, metavar="SIZES", help="sizes, e.g. H=128,W=128")
     er.add_argument("--node", default=None, metavar="NAME",
                     help="node name (first column of the table; default: the last node that "
@@ -79,8 +81,6 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="report the centred box holding this share of the mass (default 0.95)")
     er.add_argument("--log", action="store_true",
                     help="draw with a logarithmic colour scale (shows the faint tail)")
-    er.add_argument("--trust-pickle", action="store_true",
-                    help="allow loading a pickled model file (runs code from the file)")
     from .verify import add_verify_parser
 
     add_verify_parser(sub)  # rfgraph verify: its flags live in rfgraph/verify.py

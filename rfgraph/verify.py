@@ -2230,9 +2230,9 @@ def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
         description="Check rfgraph's shapes, parameters, MACs, receptive fields and layer "
                     "semantics against torch, node by node. SPEC as for analyze. Exit status 1 "
                     "on any mismatch.")
-    vp.add_argument("spec", nargs="?", default=None, metavar="SPEC")
-    vp.add_argument("--input", default=None, metavar="SHAPE",
-                    help="input shape, names are symbols (default 1,3,H,W)")
+    from .cli import add_model_arguments
+
+    add_model_arguments(vp, "input shape, names are symbols (default 1,3,H,W)")
     vp.add_argument("--at", action="append", default=None, metavar="SIZES",
                     help="a size to check, e.g. H=224,W=224 (repeatable; default: a typical, "
                          "an odd/prime and the smallest valid size)")
@@ -2243,8 +2243,6 @@ def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
     vp.add_argument("--all-nodes", action="store_true",
                     help="probe the receptive field of every node (default: a representative "
                          "subset on big graphs)")
-    vp.add_argument("--trust-pickle", action="store_true",
-                    help="allow loading a pickled model file (runs code from the file)")
     return vp
 
 
