@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import sympy
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -482,3 +483,23 @@ def stack(layers: Sequence[Layer], nd: int, cin: int) -> tuple[Callable[[], nn.M
     expect = Expect(rf_known=all(la.rf_known(nd) for la in layers),
                     zero_padding=all(la.zero_padding() for la in layers))
     return build, expect
+
+
+class ExportNet(nn.Module):
+    """A small net with most covered ops, used for torch.export (.pt2) round trips."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
+        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
+        self.shuffle = nn.ChannelShuffle(2)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        y = self.pool(F.relu(self.bn(self.conv(x))))
+        y = self.shuffle(self.up(y))
+        y = F.interpolate(y, scale_factor=2, mode="bilinear")
+        z = torch.cat([y, y * 2], dim=1)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(z, 1), 1)), z

@@ -27,10 +27,10 @@ import pytest
 import sympy
 import torch
 from torch import fx, nn
-from torch.utils.flop_counter import FlopCounterMode
 from zoo_oracles import (
     ceil_int,
     copy_graph,
+    factory_flop_macs,
     inside_range,
     probe_boxes,
     smallest_accepted,
@@ -112,20 +112,7 @@ def torch_shapes(name: str, shape: tuple[int, ...]) -> dict:
 @functools.cache
 def flop_macs(name: str, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
     """(total MACs, MACs per module) of the eager model on meta, FlopCounterMode FLOPs / 2."""
-    with torch.device("meta"):
-        model = FACTORIES[name]().eval()
-    root = type(model).__name__
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.empty(shape, device="meta"))
-    per_module: dict[str, int] = {}
-    for key, ops in counter.get_flop_counts().items():
-        if key.startswith(root + "."):
-            flops = sum(ops.values())
-            assert flops % 2 == 0
-            per_module[key[len(root) + 1:]] = flops // 2
-    total = counter.get_total_flops()
-    assert total % 2 == 0
-    return total // 2, per_module
+    return factory_flop_macs(FACTORIES[name], shape)
 
 
 def rf_shapes(ev: Analysis) -> dict[str, tuple[int, ...] | None]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
+from oracles import ExportNet
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -14,24 +14,6 @@ import rfgraph
 from rfgraph.cli import main
 from rfgraph.errors import SpecError
 from rfgraph.loader import load_model
-
-
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.pool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
-        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
-        self.shuffle = nn.ChannelShuffle(2)
-        self.fc = nn.Linear(16, 5)
-
-    def forward(self, x):
-        y = self.pool(F.relu(self.bn(self.conv(x))))
-        y = self.shuffle(self.up(y))
-        y = F.interpolate(y, scale_factor=2, mode="bilinear")
-        z = torch.cat([y, y * 2], dim=1)
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(z, 1), 1)), z
 
 
 def _torch_facts(model: nn.Module, shape):
@@ -42,7 +24,7 @@ def _torch_facts(model: nn.Module, shape):
 
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_pt2_round_trip(tmp_path, capsys, dynamic):
-    model = Net().eval()
+    model = ExportNet().eval()
     example = (torch.zeros(1, 3, 38, 50),)
     shapes = None
     if dynamic:

@@ -19,6 +19,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+from oracles import ExportNet
 from torch import nn
 
 import rfgraph
@@ -465,24 +466,6 @@ def test_functional_layers_are_checked():
     assert ("max_pool2d", "max pool == window reference") in whats
     assert ("channel_shuffle", "channel shuffle == a permutation (3 groups)") in whats
     assert ("interpolate", "bilinear resize == exact-coordinate reference") in whats
-
-
-class ExportNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.pool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=True)
-        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
-        self.shuffle = nn.ChannelShuffle(2)
-        self.fc = nn.Linear(16, 5)
-
-    def forward(self, x):
-        y = self.pool(F.relu(self.bn(self.conv(x))))
-        y = self.shuffle(self.up(y))
-        y = F.interpolate(y, scale_factor=2, mode="bilinear")
-        z = torch.cat([y, y * 2], dim=1)
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(z, 1), 1)), z
 
 
 def test_exported_program_is_verified(tmp_path):

@@ -135,12 +135,12 @@ def smallest_accepted(meta_gm: fx.GraphModule, make_shape: Callable[[int], tuple
 
 
 # -- MACs -----------------------------------------------------------------------------------------
-@functools.cache
-def flop_macs(name: str, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
-    """(total MACs, MACs per module qualified name) of the *eager* model on the meta device,
-    from FlopCounterMode (FLOPs / 2). Modules without FLOPs are absent from the dict."""
+def factory_flop_macs(factory: Callable[[], nn.Module], shape: tuple[int, ...],
+                      ) -> tuple[int, dict[str, int]]:
+    """(total MACs, MACs per module qualified name) of the *eager* model built by ``factory``
+    on the meta device, from FlopCounterMode (FLOPs / 2). Modules without FLOPs are absent."""
     with torch.device("meta"):
-        model = MODELS[name][0]().eval()
+        model = factory().eval()
     root = type(model).__name__
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.empty(shape, device="meta"))
@@ -153,6 +153,12 @@ def flop_macs(name: str, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
     total = counter.get_total_flops()
     assert total % 2 == 0
     return total // 2, per_module
+
+
+@functools.cache
+def flop_macs(name: str, shape: tuple[int, ...]) -> tuple[int, dict[str, int]]:
+    """:func:`factory_flop_macs` of the zoo model ``name``."""
+    return factory_flop_macs(MODELS[name][0], shape)
 
 
 # -- receptive fields -----------------------------------------------------------------------------
