@@ -38,14 +38,27 @@ class Analysis:
 
     def __init__(self, model_name: str, input_shape: Sequence[Expr], nodes: list[NodeInfo],
                  warnings: list[str] | None = None, at: Mapping[str, int] | None = None,
-                 graph_module: Any = None) -> None:
+                 graph_module: Any = None, mode: str = "eval",
+                 params_unreached: Mapping[str, int] | None = None) -> None:
         self.model_name = model_name
         self.input_shape = tuple(input_shape)
         self._nodes = nodes
         self.warnings = list(warnings or [])
         self.at = dict(at) if at is not None else None
         self.graph_module = graph_module
+        #: "eval" or "train": the mode the model was traced and analysed in
+        self.mode = mode
+        #: parameters no node uses (e.g. auxiliary heads in eval mode): module -> numel
+        self.params_unreached = dict(params_unreached or {})
         self._index = {n.name: n for n in nodes}
+
+    def with_at(self, at: Mapping[str, int] | None, nodes: list[NodeInfo] | None = None,
+                warnings: list[str] | None = None) -> Analysis:
+        """A copy of this analysis at other sizes (same graph, mode and unreached params)."""
+        return Analysis(self.model_name, self.input_shape,
+                        self._nodes if nodes is None else nodes,
+                        self.warnings if warnings is None else warnings, at,
+                        self.graph_module, self.mode, self.params_unreached)
 
     # -- structure ---------------------------------------------------------------------------
     @property
@@ -113,8 +126,49 @@ class Analysis:
         return sum(n.buffers for n in self._nodes)
 
     @property
+    def total_params_unreached(self) -> int:
+        """Parameters no node uses: total_params + this = sum(p.numel()) of the model."""
+        return sum(self.params_unreached.values())
+
+    @property
     def total_macs(self) -> Expr:
-        return sympy.expand(sympy.Add(*[n.macs for n in self._nodes]))
+        """The MACs formula: the sum over every node with a symbolic rule. Nodes without a rule
+        and nodes measured numerically are not in it (see :attr:`complete`)."""
+        return sympy.expand(sympy.Add(*[n.macs for n in self._nodes if not n.numeric]))
+
+    @property
+    def measured_macs(self) -> dict[str, int]:
+        """MACs of the nodes measured numerically at the evaluated sizes: node -> value."""
+        out = {}
+        for n in self._nodes:
+            if n.numeric:
+                v = self.int_of(n.macs)
+                if v:
+                    out[n.name] = v
+        return out
+
+    @property
+    def total_macs_at(self) -> int | None:
+        """The total MACs at the evaluated sizes: the formula's value plus the MACs measured at
+        these sizes for nodes without a rule; None when symbolic or when an unknown node could
+        not be measured."""
+        if self.at is None:
+            return None
+        value = self.int_of(self.total_macs)
+        if value is None or any(n.unknown and not n.numeric for n in self.nodes):
+            return None
+        return value + sum(self.int_of(n.macs) or 0 for n in self._nodes if n.numeric)
+
+    @property
+    def incomplete_nodes(self) -> list[NodeInfo]:
+        """Nodes whose cost is not in the formulas: no rule (unknown) or measured numerically."""
+        return [n for n in self.nodes if n.unknown or n.numeric]
+
+    @property
+    def complete(self) -> bool:
+        """True when every node has a symbolic rule: the formulas (totals included) cover the
+        whole model at every size."""
+        return not self.incomplete_nodes
 
     @property
     def unknown_nodes(self) -> list[NodeInfo]:
@@ -183,11 +237,12 @@ class Analysis:
         if self.graph_module is not None and any(n.needs_at for n in self._nodes):
             # ops without rules run on meta tensors, size-dependent fields get resolved
             from .annotate import annotate
+            from .modes import in_mode
 
-            nodes, extra = annotate(self.graph_module, self.input_shape, at, warn=False)
+            with in_mode(self.graph_module, self.mode):
+                nodes, extra = annotate(self.graph_module, self.input_shape, at, warn=False)
             messages = extra
-        result = Analysis(self.model_name, self.input_shape, nodes, messages, at,
-                          self.graph_module)
+        result = self.with_at(at, nodes, messages)
         result.check_sizes()
         return result
 

@@ -54,6 +54,9 @@ class NodeInfo:
     min_sizes: list[tuple[Expr, str]] = field(default_factory=list)
     buffers: int = 0
     needs_at: bool = False  # part of the result is only known at concrete sizes
+    #: the node's shape and MACs hold values measured at the evaluated sizes (an op without a
+    #: rule, or a node downstream of one): valid there only, never part of a formula
+    numeric: bool = False
 
     @property
     def tensor(self) -> TensorInfo | None:
@@ -139,6 +142,7 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | Non
     seen_params: set[int] = set()
     n_axes = max(0, len(shape) - 2)
     placeholders = 0
+    numeric: dict[str, bool] = {}
     for node in gm.graph.nodes:
         target, module_type = _target_text(gm, node)
         info = NodeInfo(node.name, node.op, target, module_of(node), module_type,
@@ -179,6 +183,10 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | Non
                 info.notes.append("the output holds no tensor")
         else:
             _apply_rule(gm, node, env, info, warned, seen_modules, at_syms, warn)
+            if not info.numeric and any(numeric.get(n.name) for n in node.all_input_nodes):
+                info.numeric = True  # computed from measured values: valid at these sizes only
+            if info.numeric:
+                numeric[node.name] = True
             if node.op == "call_module" and str(node.target) in forced:
                 info.notes.insert(0, "kept as a leaf: tracing its forward failed "
                                      f"({forced[str(node.target)]})")
@@ -219,36 +227,24 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
             _count_module(info, module, node.name, seen_modules)
         return
     if found is None:
-        key = info.module_type or info.target
-        warned[key] = warned.get(key, 0) + 1
-        if warned[key] == 1 and warn:
-            warnings.warn(f"rfgraph: no rule for {key} (node '{node.name}'); its field is "
-                          "unknown, its shape and cost are measured on meta tensors at concrete "
-                          "sizes", stacklevel=3)
-        info.kind, info.family = "unknown", "unknown"
-        info.needs_at = True
-        if module is not None:
-            _count_module(info, module, node.name, seen_modules)
-        measured = _run_on_meta(node, module, args, kwargs, at) if at is not None else None
-        if measured is None:
-            info.value = Unknown(f"node '{node.name}' ({key}) has no rule")
-            info.notes.append(f"unknown op {key}: field unknown; shape and MACs known at "
-                              "concrete sizes (evaluate)")
-            return
-        info.value, macs, how = measured
-        info.macs = Integer(macs)
-        info.notes.append(f"unknown op {key}: numeric only (shape and MACs measured {how} at "
-                          "the evaluated sizes; field unknown)")
+        _no_rule(node, module, args, kwargs, info, warned, seen_modules, at, warn)
         return
     rule, family = found
     call = rules.Call(node.name, module, info.module, node.target, tuple(args), dict(kwargs),
                       at)
     try:
         result = rule(call)
+    except rules.Unsupported as exc:  # a variant the rule does not model: as if it had none
+        _no_rule(node, module, args, kwargs, info, warned, seen_modules, at, warn, str(exc))
+        return
     except RfgraphError:
         raise
     except Exception as exc:  # a rule bug must still name the node
-        raise RuleError(f"{call.where()}: {type(exc).__name__}: {exc}") from None
+        from .errors import InternalError
+
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InternalError(f"{call.where()}: internal error: {type(exc).__name__}"
+                            + (f": {detail}" if detail else "")) from exc
     info.value = result.value
     info.params, info.params_formula = result.params, result.params_formula
     info.macs = sympy.expand(result.macs)
@@ -266,6 +262,35 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
             info.params_formula = f"0 (counted at node '{seen_modules[id(module)]}')"
         else:
             seen_modules[id(module)] = node.name
+
+
+def _no_rule(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any, info: NodeInfo,
+             warned: dict[str, int], seen_modules: dict[int, str],
+             at: dict[sympy.Symbol, int] | None, warn: bool, why: str = "") -> None:
+    """An op without a rule (or a variant its rule does not model): reported, its params
+    counted, its shape and MACs measured on meta tensors when sizes are concrete."""
+    key = info.module_type or info.target
+    warned[key] = warned.get(key, 0) + 1
+    detail = f" ({why})" if why else ""
+    if warned[key] == 1 and warn:
+        warnings.warn(f"rfgraph: no rule for {key}{detail} (node '{node.name}'); its field is "
+                      "unknown, its shape and cost are measured on meta tensors at concrete "
+                      "sizes", stacklevel=4)
+    info.kind, info.family = "unknown", "unknown"
+    info.needs_at = True
+    if module is not None:
+        _count_module(info, module, node.name, seen_modules)
+    measured = _run_on_meta(node, module, args, kwargs, at) if at is not None else None
+    if measured is None:
+        info.value = Unknown(f"node '{node.name}' ({key}) has no rule")
+        info.notes.append(f"unknown op {key}{detail}: field unknown; shape and MACs known at "
+                          "concrete sizes (evaluate)")
+        return
+    info.value, macs, how = measured
+    info.macs = Integer(macs)
+    info.numeric = True
+    info.notes.append(f"unknown op {key}{detail}: numeric only (shape and MACs measured {how} "
+                      "at the evaluated sizes; field unknown)")
 
 
 def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any,
@@ -378,12 +403,7 @@ def _execute(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any,
                 runner = copy.deepcopy(module).to("meta")
             else:
                 runner = module
-            was_training = runner.training
-            runner.eval()
-            try:
-                out = runner(*args, **kwargs)
-            finally:
-                runner.train(was_training)
+            out = runner(*args, **kwargs)  # in the analysis' mode (rfgraph.modes.in_mode)
         elif node.op == "call_method":
             out = getattr(args[0], str(node.target))(*args[1:], **kwargs)
         else:

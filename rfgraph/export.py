@@ -73,6 +73,8 @@ def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
         "kind": node.kind,
         "family": node.family,
     }
+    if node.numeric:
+        d["numeric"] = True  # shape and MACs measured at the evaluated sizes, no formula
     if node.notes:
         d["notes"] = list(node.notes)
     if node.conditions:
@@ -91,12 +93,17 @@ def analysis_to_dict(a: Analysis) -> dict[str, Any]:
         "output": node_to_dict(a, a.output),
         "totals": {
             "params": int(a.total_params),
-            "macs": _s(a, total_macs),
-            "macs_at": a.int_of(total_macs) if a.at is not None else None,
+            "params_unreached": dict(sorted(a.params_unreached.items())),
+            "macs": format_expr(total_macs),
+            "macs_at": a.total_macs_at,
+            "macs_measured": a.measured_macs,
+            "complete": a.complete,
+            "incomplete_nodes": [n.name for n in a.incomplete_nodes],
             "buffers": int(a.total_buffers),
             "unknown_nodes": [n.name for n in a.unknown_nodes],
             "unknown_ops": a.unknown_ops,
         },
+        "mode": a.mode,
         "warnings": list(a.warnings),
         "schema": SCHEMA_VERSION,
     }

@@ -31,6 +31,49 @@ IndexMap = Callable[[Expr], Expr]
 TapMap = Callable[[Expr], list[Expr]]
 
 
+def _pick(values: list[Expr], smallest: bool) -> Expr:
+    """min/max of integer-valued expressions without SymPy's Min/Max when every difference is a
+    number (the usual case: fields of one chain differ by constants); Min/Max otherwise."""
+    vals = list(dict.fromkeys(sympy.sympify(v) for v in values))
+    if len(vals) == 1:
+        return vals[0]
+    best = vals[0]
+    rest: list[Expr] = []
+    for v in vals[1:]:
+        d = sympy.expand(v - best)
+        if d.is_Number:
+            if (d < 0) == smallest and d != 0:
+                best = v
+        else:
+            rest.append(v)
+    if not rest:
+        return best
+    keep = [best]
+    for v in rest:  # compare the undecided ones with the survivors
+        decided = False
+        for i, k in enumerate(keep):
+            d = sympy.expand(v - k)
+            if d.is_Number:
+                if (d < 0) == smallest and d != 0:
+                    keep[i] = v
+                decided = True
+                break
+        if not decided:
+            keep.append(v)
+    keep = list(dict.fromkeys(keep))
+    if len(keep) == 1:
+        return keep[0]
+    return Min(*keep) if smallest else Max(*keep)
+
+
+def smallest(values: list[Expr]) -> Expr:
+    return _pick(values, True)
+
+
+def largest(values: list[Expr]) -> Expr:
+    return _pick(values, False)
+
+
 class AxisRF:
     """The field of every output element of one node along one input axis.
 
@@ -65,6 +108,10 @@ class AxisRF:
         self._cache: dict[tuple[int, Expr], Expr] = {}
         #: (base, (a, b, c)) when start(y) = base.start(a*y + b), end(y) = base.end(a*y + c)
         self._window_base: tuple[AxisRF, tuple[int, int, int]] | None = None
+        #: (first, last): a global field, every element sees exactly these input pixels
+        self._extent: tuple[Expr, Expr] | None = None
+        #: the field a global one was collapsed from (a merge with it adds nothing)
+        self._source: AxisRF | None = None
 
     # -- evaluation ----------------------------------------------------------------------------
     def start_at(self, y: int | Expr) -> Expr:
@@ -98,7 +145,15 @@ class AxisRF:
         """The taps that are live (all of them when they are symbolic)."""
         return [t for t in taps if self.is_live(t)]
 
+    @property
+    def extent(self) -> tuple[Expr, Expr] | None:
+        """(first, last) input pixel of a global field (the same for every element), else
+        None."""
+        return self._extent
+
     def _eval(self, which: int, y: int | Expr) -> Expr:
+        if self._extent is not None:
+            return self._extent[which]
         if self.affine is not None:
             r, j, o = self.affine
             first = o + j * sympy.sympify(y)
@@ -115,6 +170,8 @@ class AxisRF:
         return self.start_at(0)
 
     def sizes_over_period(self) -> list[Expr]:
+        if self._extent is not None:
+            return [sympy.expand(self._extent[1] - self._extent[0] + 1)]
         if self.affine is not None:
             return [Integer(self.affine[0])]
         return [sympy.expand(self.end_at(y) - self.start_at(y) + 1) for y in range(self.period)]
@@ -130,6 +187,8 @@ class AxisRF:
 
     def sizes_within(self, n: int | None) -> list[Expr]:
         """Field sizes at :meth:`positions` (n = the node's output length on this axis)."""
+        if self._extent is not None:
+            return self.sizes_over_period()
         if self.affine is not None:
             return [Integer(self.affine[0])]
         return [sympy.expand(self.end_at(y) - self.start_at(y) + 1) for y in self.positions(n)]
@@ -137,13 +196,11 @@ class AxisRF:
     @property
     def size(self) -> Expr:
         """The largest field size over the output positions (the field size when uniform)."""
-        sizes = list(dict.fromkeys(self.sizes_over_period()))
-        return sizes[0] if len(sizes) == 1 else Max(*sizes)
+        return largest(self.sizes_over_period())
 
     @property
     def min_size(self) -> Expr:
-        sizes = list(dict.fromkeys(self.sizes_over_period()))
-        return sizes[0] if len(sizes) == 1 else Min(*sizes)
+        return smallest(self.sizes_over_period())
 
     @property
     def uniform(self) -> bool:
@@ -165,6 +222,8 @@ class AxisRF:
         (dilation); ``gaps``: some y read no element at all (first(y) > last(y)).
         """
         notes = self.notes + ((note,) if note and note not in self.notes else ())
+        if self._extent is not None and not gaps:  # global: every element has the same field
+            return self.as_global(jump, notes)
         if not self.gappy and not gaps:  # every element read is live: the ends are taps
             return AxisRF(lambda y: self._eval(0, first(y)), lambda y: self._eval(1, last(y)),
                           jump, period, self.aligned, self.reason, notes,
@@ -196,6 +255,8 @@ class AxisRF:
                        ) -> AxisRF:
         """Conv/pool: output y reads elements [y*s - p, y*s - p + k_eff - 1]."""
         k_eff = dilation * (kernel - 1) + 1
+        if self._extent is not None:  # a window of identical fields: the same field
+            return self.as_global(self.jump * stride)
         if self.affine is not None and isinstance(pad_left, int):
             r, j, o = self.affine
             return _affine_rf(r + (k_eff - 1) * j, j * stride, o - pad_left * j, self.aligned,
@@ -245,17 +306,44 @@ class AxisRF:
     def collapsed(self, n: Expr) -> AxisRF:
         """Every output element reads all ``n`` positions of this node (global pooling, flatten
         + linear): the union over positions, size (n-1)*j + r for uniform fields."""
+        if self._extent is not None:
+            return self.as_global(self.jump * n)
         s0, e0 = self._eval(0, 0), self._eval(1, n - 1)  # first/last live element's ends
-        return AxisRF(lambda y: s0, lambda y: e0, self.jump * n, 1, self.aligned, self.reason,
-                      self.notes, is_global=True)
+        g = global_rf(s0, e0, self.jump * n, self.aligned, self.reason, self.notes)
+        g._source = self
+        return g
+
+    def as_global(self, jump: Expr, notes: tuple[str, ...] | None = None) -> AxisRF:
+        """This global field with another jump (the field itself cannot change)."""
+        assert self._extent is not None
+        if sympy.sympify(jump) == self.jump and (notes is None or notes == self.notes):
+            return self
+        g = global_rf(*self._extent, jump, self.aligned, self.reason,
+                      self.notes if notes is None else notes)
+        g._source = self._source
+        return g
 
     def with_note(self, note: str) -> AxisRF:
+        if self._extent is not None:
+            return self.as_global(self.jump, self.notes + (note,))
         return AxisRF(self._start, self._end, self.jump, self.period, self.aligned, self.reason,
                       self.notes + (note,), self.affine, self._live, self.is_global)
 
     def __repr__(self) -> str:
         return (f"AxisRF(size={self.size}, jump={self.jump}, offset={self.offset}, "
                 f"period={self.period}{'' if self.aligned else ', unaligned'})")
+
+
+def global_rf(first: Expr, last: Expr, jump: Expr, aligned: bool = True, reason: str = "",
+              notes: tuple[str, ...] = ()) -> AxisRF:
+    """A global field: every output element sees input pixels ``first .. last`` (after global
+    pooling, a squeeze-and-excitation gate, attention or a token-mixing MLP). One closed form,
+    never a nest of Min/Max."""
+    first, last = normalize(sympy.expand(first)), normalize(sympy.expand(last))
+    rf = AxisRF(lambda y: first, lambda y: last, jump, 1, aligned, reason, notes,
+                is_global=True)
+    rf._extent = (first, last)
+    return rf
 
 
 def identity_rf() -> AxisRF:
@@ -270,12 +358,20 @@ def _affine_rf(r: int, j: int, o: int, aligned: bool = True, reason: str = "",
                   reason, notes, (int(r), int(j), int(o)))
 
 
-def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
+def _at_most(a: Expr, b: Expr) -> bool:
+    """True when a <= b is certain (their difference is a number)."""
+    d = sympy.expand(sympy.sympify(b) - sympy.sympify(a))
+    return bool(d.is_Number and d >= 0)
+
+
+def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool],
+              lengths: list[Expr | None] | None = None) -> AxisRF | None:
     """Union of the fields of the inputs of an add/mul/cat at each output position.
 
     ``broadcast[i]`` is True when input i has size 1 on this axis and is broadcast: its field is
-    the same for every output element and it takes no part in the alignment check. Returns None
-    when any input field is unknown.
+    the same for every output element and it takes no part in the alignment check.
+    ``lengths[i]``: input i's length along this axis (lets a local field that lies inside a
+    global one be absorbed into it). Returns None when any input field is unknown.
     """
     if any(r is None for r in rfs):
         return None
@@ -283,6 +379,9 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
     unique = list({id(r): r for r in present}.values())
     if len(unique) == 1:
         return unique[0]
+    merged_global = _merge_with_global(present, broadcast, lengths)
+    if merged_global is not None:
+        return merged_global
     # broadcast inputs and global fields are the same for every element: in the union, not in
     # the alignment check
     local = [r for r, b in zip(present, broadcast) if not b and not r.is_global] or present
@@ -318,10 +417,10 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
         return [r for r in unique if r.is_live(y)] or unique
 
     def start(y: Expr) -> Expr:
-        return Min(*[r._eval(0, y) for r in branches(y)])
+        return smallest([r._eval(0, y) for r in branches(y)])
 
     def end(y: Expr) -> Expr:
-        return Max(*[r._eval(1, y) for r in branches(y)])
+        return largest([r._eval(1, y) for r in branches(y)])
 
     def live(y: int) -> bool:
         return any(r.is_live(y) for r in unique)
@@ -329,6 +428,43 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool]) -> AxisRF | None:
     return AxisRF(start, end, local[0].jump, period, aligned, reason, notes,
                   live=live if any(r.gappy for r in unique) else None,
                   is_global=all(r.is_global for r in unique))
+
+
+def _merge_with_global(present: list[AxisRF], broadcast: list[bool],
+                       lengths: list[Expr | None] | None) -> AxisRF | None:
+    """The union when global fields take part and every local field lies inside their extent
+    (a squeeze-and-excitation gate times the tensor it pooled): one global field. None when
+    there is no global field or a local one may stick out (the general path handles it)."""
+    globals_ = list({id(r): r for r in present if r._extent is not None}.values())
+    if not globals_:
+        return None
+    lo = smallest([g._extent[0] for g in globals_])
+    hi = largest([g._extent[1] for g in globals_])
+    sources = {id(g._source) for g in globals_ if g._source is not None}
+    local_jumps: list[Expr] = []
+    seen: set[int] = set()
+    for i, r in enumerate(present):
+        if r._extent is not None or id(r) in seen:
+            continue
+        seen.add(id(r))
+        if not (broadcast[i] if i < len(broadcast) else False):
+            local_jumps.append(r.jump)
+        if id(r) in sources:
+            continue  # the field the global one was pooled from: inside it by construction
+        n = lengths[i] if lengths is not None and i < len(lengths) else None
+        if n is None or r.gappy:
+            return None
+        if not (_at_most(lo, r.start_at(0)) and _at_most(r.end_at(sympy.sympify(n) - 1), hi)):
+            return None
+    aligned = all(r.aligned for r in present)
+    reason = "; ".join(dict.fromkeys(r.reason for r in present if r.reason))
+    notes: tuple[str, ...] = ()
+    for r in present:
+        notes += tuple(x for x in r.notes if x not in notes)
+    jump = local_jumps[0] if local_jumps else globals_[0].jump
+    g = global_rf(lo, hi, jump, aligned, reason, notes)
+    g._source = globals_[0]._source
+    return g
 
 
 # Re-exported for rules that build their own index maps.

@@ -172,7 +172,7 @@ class _Values:
         else:
             self.share_subs = {axis_symbol(s): REFERENCE_SIZE for s in a.symbols}
             self.share_note = ", ".join(f"{s}={REFERENCE_SIZE}" for s in a.symbols)
-        total = self.int_at(a.total_macs)
+        total = a.total_macs_at if self.evaluated else self.int_at(a.total_macs)
         self.total_macs = total if total else None
         self.heat_max = 0.0  # the largest share of one box (top of the heat scale)
 
@@ -746,14 +746,19 @@ def _legend(v: _Values, families: list[str], has: dict[str, bool], depth: int | 
     add(title)
     add(_esc(f"params {_int_text(a.total_params)}"))
     formula = format_expr(a.total_macs)
-    value = v.int_at(a.total_macs) if v.evaluated else None
+    value = a.total_macs_at if v.evaluated else None
+    measured = a.measured_macs if v.evaluated else {}
     if value is None:
         text = formula
-    elif sympy.sympify(a.total_macs).is_Integer:
+    elif sympy.sympify(a.total_macs).is_Integer and not measured:
         text = _int_text(value)
+    elif measured:
+        text = f"{formula} + {_int_text(sum(measured.values()))} measured = {_int_text(value)}"
     else:
         text = f"{formula} = {_int_text(value)}"
     add(_lines("MACs ", text))
+    if not a.complete:
+        add(_esc(f"incomplete: {len(a.incomplete_nodes)} node(s) without a symbolic rule"))
     chips = [(fam, FAMILY_COLOURS.get(fam, "#ffffff")) for fam in families]
     if has.get("module"):
         chips.append((f"module (depth {depth})", MODULE_COLOUR))

@@ -89,11 +89,26 @@ def format_table(a: Analysis, depth: int | None = None) -> str:
     if t is not None:
         lines.append(f"output: {_axes(a, t.shape)}")
     lines.append(f"params: {a.total_params:,}   buffers: {a.total_buffers:,}")
-    macs = a.value_of(a.total_macs)
-    if a.at is not None and macs.is_Integer:
-        lines.append(f"MACs: {int(macs):,}   (formula: {format_expr(a.total_macs)})")
+    if a.params_unreached:
+        mods = sorted(a.params_unreached)
+        shown = ", ".join(mods[:6]) + (f", … ({len(mods)} modules)" if len(mods) > 6 else "")
+        lines.append(f"params not reached by forward ({a.mode} mode): "
+                     f"{a.total_params_unreached:,} in {shown}")
+    total_at = a.total_macs_at
+    measured = a.measured_macs
+    if total_at is not None:
+        text = f"MACs: {total_at:,}   (formula: {format_expr(a.total_macs)}"
+        if measured:
+            text += f"; plus {sum(measured.values()):,} measured at these sizes in " + \
+                ", ".join(measured)
+        lines.append(text + ")")
     else:
-        lines.append(f"MACs: {format_expr(macs)}")
+        lines.append(f"MACs: {format_expr(a.value_of(a.total_macs))}")
+    incomplete = a.incomplete_nodes
+    if incomplete:
+        lines.append(f"incomplete: the formulas leave out {len(incomplete)} node(s) without a "
+                     "symbolic rule: " + ", ".join(n.name for n in incomplete[:12])
+                     + (" …" if len(incomplete) > 12 else ""))
     unknown = a.unknown_nodes
     if unknown:
         lines.append(f"unknown nodes ({len(unknown)}): " + ", ".join(n.name for n in unknown))

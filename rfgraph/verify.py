@@ -559,7 +559,7 @@ def _shape_and_macs(analysis: Any, gm: fx.GraphModule, sizes: dict[str, int], ev
             measured_total += flops
             rows.append(_compare_macs(info, flops, ev, at, cpu))
     if "macs" in checks and run.failed is None:
-        want = ev.value_of(ev.total_macs)
+        want = ev.total_macs_at if ev.total_macs_at is not None else ev.value_of(ev.total_macs)
         got = sympy.Rational(measured_total, 2)
         rows.append(_row_equal(TOTAL, "macs", at, want, got, "sum over nodes vs "
                                "FlopCounterMode FLOPs / 2 of the whole run"))
@@ -2113,13 +2113,14 @@ def verify(analysis: Any, at: Sequence[Mapping[str, int]] | Mapping[str, int] | 
     training = {name: m.training for name, m in gm.named_modules()}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    mode = getattr(analysis, "mode", "eval")
     try:
-        for m in gm.modules():  # eval mode (set directly: exported modules refuse .eval())
-            m.training = False
+        for m in gm.modules():  # the analysis' mode (set directly: exported modules refuse
+            m.training = mode == "train"  # .eval())
         special = sorted({type(m).__name__ for m in gm.modules()
                           if isinstance(m, (nn.modules.batchnorm._BatchNorm,
                                             nn.modules.dropout._DropoutNd))})
-        if special:
+        if special and mode == "eval":
             notes.append(f"ran in eval mode ({', '.join(special)}: running statistics, no "
                          "dropout)")
         if at is None and analysis.symbols:

@@ -88,3 +88,56 @@ __all__ = [
     "untraceable_net",
     "vgg16",
 ]
+
+# -- modern architectures -------------------------------------------------------------------------
+# ``MODERN_ZOO``: transformers (ViT, Swin), stochastic depth (ConvNeXt, EfficientNet, Swin),
+# squeeze-and-excitation stacks (EfficientNet, RegNet-Y, MobileNetV3) and a GoogLeNet whose
+# auxiliary heads run only in training mode. ``MODERN_ZOO_SIZES`` lists the (H, W) sizes the tests
+# use: two per model, one of them odd; ``vit_fixed`` (torchvision style, ``torch._assert(h ==
+# image_size)``) is valid at its one image size only, 67 x 67. Swin's shifted-window masks are
+# buffers built for a 64 x 64 input: valid for H, W in 52..67.
+from .convnext_sd import convnext_sd_small  # noqa: E402
+from .efficientnet import efficientnet_small  # noqa: E402
+from .googlenet_aux import googlenet_aux  # noqa: E402
+from .mobilenet_v3 import mobilenet_v3_small  # noqa: E402
+from .regnet_y import regnet_y_small  # noqa: E402
+from .swin import swin_tiny_small  # noqa: E402
+from .vit import vit_dynamic, vit_fixed  # noqa: E402
+
+MODERN_ZOO: dict[str, Callable[[], nn.Module]] = {
+    "vit_dynamic": vit_dynamic,
+    "vit_fixed": vit_fixed,
+    "swin_tiny_small": swin_tiny_small,
+    "convnext_sd_small": convnext_sd_small,
+    "efficientnet_small": efficientnet_small,
+    "regnet_y_small": regnet_y_small,
+    "mobilenet_v3_small": mobilenet_v3_small,
+    "googlenet_aux": googlenet_aux,
+}
+
+MODERN_ZOO_INPUTS: dict[str, tuple] = {name: (1, 3, "H", "W") for name in MODERN_ZOO}
+
+MODERN_ZOO_SIZES: dict[str, list[tuple[int, int]]] = {
+    "vit_dynamic": [(64, 64), (59, 77)],
+    "vit_fixed": [(67, 67)],
+    "swin_tiny_small": [(64, 64), (61, 55)],
+    "convnext_sd_small": [(64, 64), (67, 93)],
+    "efficientnet_small": [(64, 64), (67, 93)],
+    "regnet_y_small": [(64, 64), (67, 93)],
+    "mobilenet_v3_small": [(64, 64), (67, 93)],
+    "googlenet_aux": [(64, 64), (67, 93)],
+}
+
+__all__ += [
+    "MODERN_ZOO",
+    "MODERN_ZOO_INPUTS",
+    "MODERN_ZOO_SIZES",
+    "convnext_sd_small",
+    "efficientnet_small",
+    "googlenet_aux",
+    "mobilenet_v3_small",
+    "regnet_y_small",
+    "swin_tiny_small",
+    "vit_dynamic",
+    "vit_fixed",
+]

@@ -22,6 +22,12 @@ from ..tensor import TensorInfo
 Key = type | Callable | str
 
 
+class Unsupported(RuleError):
+    """Raised by a rule for a variant of its op that it does not model (an einsum with three
+    operands, say). The node is then handled like an op without a rule: reported, measured
+    numerically at concrete sizes, never silently zero."""
+
+
 @dataclass
 class Call:
     """One node, as a rule sees it."""
@@ -105,20 +111,59 @@ def register_rule(key: Key, rule: Rule, family: str = "other") -> None:
     register(key, family=family)(rule)
 
 
+#: rules for ops of libraries rfgraph does not import (torchvision, timm), by qualified name
+#: (``module.qualname``) or, for a few unambiguous conventions, by bare name (``DropPath``)
+_BY_NAME: dict[str, tuple[Rule, str]] = {}
+
+
+def register_names(*names: str, family: str = "other") -> Callable[[Rule], Rule]:
+    """Register ``rule`` for classes or functions named ``names`` (qualified, like
+    ``torchvision.ops.stochastic_depth.StochasticDepth``, or bare, like ``DropPath``), so that
+    optional libraries need not be imported. Registering a name twice is an error."""
+
+    def deco(rule: Rule) -> Rule:
+        for name in names:
+            if name in _BY_NAME:
+                raise ValueError(f"a rule for {name} is already registered")
+            _BY_NAME[name] = (rule, family)
+        return rule
+
+    return deco
+
+
+def _by_name(obj: Any) -> tuple[Rule, str] | None:
+    if not _BY_NAME:
+        return None
+    name = getattr(obj, "__name__", None)
+    if not isinstance(name, str):
+        return None
+    qual = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', name)}"
+    return _BY_NAME.get(qual) or _BY_NAME.get(name)
+
+
 def lookup_module(module: nn.Module) -> tuple[Rule, str] | None:
     for cls in type(module).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]
         if cls is nn.Module:
             break
+    for cls in type(module).__mro__:
+        if cls is nn.Module:
+            break
+        found = _by_name(cls)
+        if found is not None:
+            return found
     return None
 
 
 def lookup(key: Any) -> tuple[Rule, str] | None:
     try:
-        return _REGISTRY.get(key)
+        found = _REGISTRY.get(key)
     except TypeError:  # unhashable target
         return None
+    if found is None and callable(key) and not isinstance(key, (str, type)):
+        found = _by_name(key)
+    return found
 
 
 def registered_keys() -> list[Any]:

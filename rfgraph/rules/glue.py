@@ -13,7 +13,7 @@ from torch import nn
 from ..errors import RuleError
 from ..receptive_field import merge_rfs
 from ..tensor import TensorInfo
-from .base import Call, OpResult, prod, register
+from .base import Call, OpResult, Unsupported, prod, register, register_names
 
 # -- transparent: shape and field pass through -----------------------------------------------------
 ACTIVATIONS = (
@@ -216,12 +216,13 @@ def _broadcast(call: Call, tensors: list[TensorInfo]) -> tuple[TensorInfo, list[
     rf = []
     live = [t for t in tensors if not t.const] or tensors[:1]
     for a in range(n_axes):
-        fields, bcast = [], []
+        fields, bcast, lengths = [], [], []
         for t in live:
             d = t.dim_of_axis(a)
             fields.append(t.rf[a])
             bcast.append(d is None or t.shape[d] == 1)
-        rf.append(merge_rfs(fields, bcast))
+            lengths.append(None if d is None else t.shape[d])
+        rf.append(merge_rfs(fields, bcast, lengths))
     const = all(t.const for t in tensors)
     return TensorInfo(tuple(shape), tuple(axes), tuple(rf), const), conditions
 
@@ -284,8 +285,9 @@ def concatenate(call: Call) -> OpResult:
             rf.append(None)
             notes.append("concatenation along a spatial axis: field not modelled")
             continue
-        rf.append(merge_rfs([t.rf[a] for t in tensors],
-                            [t.dim_of_axis(a) is None for t in tensors]))
+        dims = [t.dim_of_axis(a) for t in tensors]
+        rf.append(merge_rfs([t.rf[a] for t in tensors], [d is None for d in dims],
+                            [None if d is None else t.shape[d] for t, d in zip(tensors, dims)]))
     y = TensorInfo(tuple(shape), first.axes, tuple(rf))
     return OpResult(y, kind="merge", family="merge", conditions=conditions, notes=notes)
 
@@ -357,3 +359,85 @@ def reduce_dims(call: Call) -> OpResult:
         shape = [s for k, s in enumerate(x.shape) if k not in dims]
         axes = [a for k, a in enumerate(x.axes) if k not in dims]
     return OpResult(TensorInfo(tuple(shape), tuple(axes), tuple(rf), x.const), family="pool")
+
+
+# -- regularisers that are identity in eval mode ---------------------------------------------------
+_MORE_DROPOUTS = tuple(f for f in dict.fromkeys((
+    F.alpha_dropout, F.feature_alpha_dropout, torch.dropout, torch.alpha_dropout,
+    torch.feature_dropout, torch.feature_alpha_dropout,
+)) if f not in FUNCTIONAL_TRANSPARENT)
+
+
+@register(*_MORE_DROPOUTS, "dropout", family="other")
+def dropout_call(call: Call) -> OpResult:
+    return _passthrough(call, "other")
+
+
+def _drop_sample(call: Call) -> OpResult:
+    """Stochastic depth / drop path: identity in eval mode; in training mode each sample is
+    kept (scaled) or zeroed at random, which changes neither shape nor field. No MACs."""
+    x = call.tensor(0, "input")
+    training = call.module.training if call.module is not None else bool(
+        call.arg(3, "training", True)) if "stochastic" in str(call.target) else bool(
+        call.arg(2, "training", False))
+    note = ("identity in eval mode" if not training else
+            "training mode: drops whole samples at random (shape and field unchanged)")
+    return OpResult(x, kind="transparent", family="other", notes=[note])
+
+
+register_names(
+    "torchvision.ops.stochastic_depth.StochasticDepth", "StochasticDepth", "DropPath",
+    "timm.layers.drop.DropPath", "timm.models.layers.drop.DropPath",
+    "torchvision.ops.stochastic_depth.stochastic_depth", "stochastic_depth",
+    "timm.layers.drop.drop_path", "timm.models.layers.drop.drop_path", "drop_path",
+    family="other")(_drop_sample)
+
+
+# -- size comparisons and asserts: conditions on the input sizes -----------------------------------
+_RELATIONS = {
+    operator.eq: sympy.Eq, operator.ne: sympy.Ne, operator.lt: sympy.Lt, operator.le: sympy.Le,
+    operator.gt: sympy.Gt, operator.ge: sympy.Ge,
+}
+_TENSOR_COMPARE = {"eq", "ne", "lt", "le", "gt", "ge"}
+
+
+@register(*_RELATIONS, torch.eq, torch.ne, torch.lt, torch.le, torch.gt, torch.ge,
+          *_TENSOR_COMPARE, family="merge")
+def compare(call: Call) -> OpResult:
+    """``h == self.image_size`` on sizes: a SymPy relation (a condition once asserted);
+    ``a == b`` on tensors: an elementwise comparison (shape and field as for add)."""
+    tensors = [a for a in (*call.args, *call.kwargs.values()) if isinstance(a, TensorInfo)]
+    if tensors:
+        if len(tensors) == 1:
+            return OpResult(tensors[0], kind="transparent", family="activation")
+        y, conditions = _broadcast(call, tensors)
+        return OpResult(y, kind="merge", family="merge", conditions=conditions)
+    rel = _RELATIONS.get(call.target)
+    if rel is None:
+        name = call.target if isinstance(call.target, str) else call.target.__name__
+        rel = _RELATIONS.get(getattr(operator, name.strip("_"), None))
+    a, b = call.args[:2]
+    try:
+        value = rel(sympy.sympify(a), sympy.sympify(b))
+    except (TypeError, sympy.SympifyError) as exc:
+        raise Unsupported(f"{call.where()}: cannot compare {a!r} and {b!r}") from exc
+    return OpResult(value, kind="shape", family="shape")
+
+
+@register(torch._assert, family="other")
+def assert_(call: Call) -> OpResult:
+    """``torch._assert(h == 224, msg)``: the relation becomes a condition on the input sizes
+    (checked when evaluating); one that can never hold is an error now."""
+    cond = call.arg(0, "condition")
+    message = call.arg(1, "message", "")
+    conditions: list[Expr] = []
+    if isinstance(cond, TensorInfo):
+        raise Unsupported(f"{call.where()}: an assert on tensor values")
+    value = sympy.sympify(cond) if not isinstance(cond, bool) else sympy.true if cond \
+        else sympy.false
+    if value is sympy.false:
+        raise RuleError(f"{call.where()}: the model's assertion fails: {message}")
+    if value is not sympy.true:
+        conditions.append(value)
+    return OpResult(None, kind="guard", family="other", conditions=conditions,
+                    notes=[f"assert: {message}"] if message else [])

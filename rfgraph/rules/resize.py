@@ -140,8 +140,50 @@ def upsample_module(call: Call) -> OpResult:
 
 
 # -- padding ---------------------------------------------------------------------------------------
+def _int_if_number(value: Expr) -> Expr | int:
+    return int(value) if value.is_Integer else value
+
+
+def padded_size(n: Expr, left: Expr | int, right: Expr | int) -> Expr:
+    """n + left + right, written as m·ceiling(n/m) (or m·floor(n/m)) when the padding is the
+    usual "round up to a multiple" amount: ``W % 2``, ``(ws - W % ws) % ws`` (a SymPy ``Mod``).
+
+    The closed form is proved, not guessed: with the size n replaced by L·t + r (L the lcm of the
+    moduli, t an integer symbol), both sides are compared for every remainder r.
+    """
+    n = sympy.sympify(n)
+    total = sympy.expand(n + left + right)
+    mods = [m for m in sympy.sympify(total).atoms(sympy.Mod)]
+    if not mods or n.is_Integer:
+        return total
+    moduli = [m.args[1] for m in mods]
+    if not all(q.is_Integer and int(q) > 0 for q in moduli):
+        return total
+    z = sympy.Dummy("z", integer=True, nonnegative=True)
+    as_z = total.xreplace({n: z})
+    if n in as_z.free_symbols or as_z.free_symbols - {z}:
+        return total  # the padding depends on something other than this size
+    period = 1
+    for q in moduli:
+        period = period * int(q) // _gcd(period, int(q))
+    t = sympy.Dummy("t", integer=True, nonnegative=True)
+    for m in sorted({int(q) for q in moduli}):
+        for form, make in ((lambda v, m=m: m * sympy.ceiling(v / m), ceildiv),
+                           (lambda v, m=m: m * sympy.floor(v / m), floordiv)):
+            if all(sympy.expand(as_z.xreplace({z: period * t + r})
+                                - form(period * t + r)) == 0 for r in range(period)):
+                return sympy.expand(m * make(n, m))
+    return total
+
+
+def _gcd(a: int, b: int) -> int:
+    from math import gcd
+
+    return gcd(a, b)
+
+
 def pad_core(call: Call, x: TensorInfo, pad, mode: str) -> OpResult:
-    pad = [int(p) if not isinstance(p, Expr) else p for p in pad]
+    pad = [int(p) if not isinstance(p, Expr) else _int_if_number(p) for p in pad]
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise RuleError(f"{call.where()}: bad pad {pad}")
     shape, rf = list(x.shape), list(x.rf)
@@ -149,7 +191,7 @@ def pad_core(call: Call, x: TensorInfo, pad, mode: str) -> OpResult:
     for k in range(len(pad) // 2):
         d = x.ndim - 1 - k
         left, right = pad[2 * k], pad[2 * k + 1]
-        shape[d] = sympy.expand(shape[d] + left + right)
+        shape[d] = padded_size(shape[d], left, right)
         axis = x.axes[d]
         if axis is not None and rf[axis] is not None:
             if isinstance(left, int):

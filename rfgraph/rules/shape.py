@@ -9,7 +9,11 @@ non-spatial dim (the channel-shuffle idiom ``view(N, g, C/g, H, W)``) changes no
 from __future__ import annotations
 
 import builtins
+import functools
+import itertools
+import math
 import operator
+from fractions import Fraction
 
 import sympy
 import torch
@@ -17,9 +21,9 @@ from sympy import Expr, Integer
 
 from ..errors import RuleError
 from ..receptive_field import merge_rfs
-from ..symbolic import ceildiv, floordiv
+from ..symbolic import ceildiv, floordiv, is_int_valued
 from ..tensor import TensorInfo
-from .base import Call, OpResult, prod, register
+from .base import Call, OpResult, prod, register, register_names
 
 
 def _eq(a: Expr, b: Expr) -> bool:
@@ -39,16 +43,38 @@ def reshape_core(call: Call, x: TensorInfo, target: list) -> OpResult:
         raise RuleError(f"{call.where()}: more than one -1 in {target}")
     if minus:
         known = prod([t for i, t in enumerate(target) if i != minus[0]])
-        target[minus[0]] = sympy.cancel(x.numel() / known)
-    if not _eq(prod(target), x.numel()):
-        total = call.concrete(prod(target) - x.numel())
-        if total.is_Integer and int(total) != 0:
-            raise RuleError(f"{call.where()}: cannot view {tuple(x.shape)} as {tuple(target)}")
+        target[minus[0]] = _exact_quotient(x.numel(), known)
     target = [sympy.expand(t) for t in target]
+    try:
+        return _reshape_grouped(call, x, target, None)
+    except RuleError:
+        ref = _reference_sizes(x.numel(), prod(target))
+        if ref is None:
+            raise
+        # sizes pinned by constants in the target (a window count fixed at construction, as
+        # in torchvision's MaxViT): group as torch does at a size where the numels agree, and
+        # state each group's equality as a condition
+        return _reshape_grouped(call, x, target, ref)
+
+
+def _reference_sizes(a: Expr, b: Expr) -> dict | None:
+    """The smallest common value v of every symbol with a == b at v (None when none <= 4096)."""
+    diff = sympy.expand(sympy.sympify(a) - sympy.sympify(b))
+    syms = sorted(diff.free_symbols, key=lambda v: v.name)
+    if not syms:
+        return None
+    for v in range(1, 4097):
+        if diff.xreplace({s: Integer(v) for s in syms}) == 0:
+            return {s: Integer(v) for s in syms}
+    return None
+
+
+def _reshape_grouped(call: Call, x: TensorInfo, target: list, ref: dict | None) -> OpResult:
     # group dims: advance on both sides until the running products agree
     axes: list[int | None] = [None] * len(target)
     rf = list(x.rf)
     notes: list[str] = []
+    conditions: list[Expr] = []
     i = j = 0
     while i < x.ndim or j < len(target):
         gi, gj = [i] if i < x.ndim else [], [j] if j < len(target) else []
@@ -56,12 +82,18 @@ def reshape_core(call: Call, x: TensorInfo, target: list) -> OpResult:
         pj = target[j] if j < len(target) else Integer(1)
         i, j = i + len(gi), j + len(gj)
         guard = 0
-        while not _eq(pi, pj):
+        while True:
+            match = _products_match(call, pi, pj) if ref is None else \
+                _match_at(pi, pj, ref)
+            if match is not None:
+                break
             guard += 1
             if guard > 64:
                 raise RuleError(f"{call.where()}: cannot match {tuple(x.shape)} to {target}")
-            # grow the side with the smaller known product (numbers) or the shorter group
-            grow_in = j >= len(target) or (i < x.ndim and _smaller(call, pi, pj))
+            # grow the side with the smaller product (compared at large sizes)
+            grow_in = j >= len(target) or (i < x.ndim and (
+                _smaller(call, pi, pj) if ref is None else
+                bool(pi.xreplace(ref) < pj.xreplace(ref))))
             if grow_in and i < x.ndim:
                 gi.append(i)
                 pi = pi * x.shape[i]
@@ -71,7 +103,10 @@ def reshape_core(call: Call, x: TensorInfo, target: list) -> OpResult:
                 pj = pj * target[j]
                 j += 1
             else:
-                raise RuleError(f"{call.where()}: cannot match {tuple(x.shape)} to {target}")
+                raise RuleError(f"{call.where()}: cannot view {tuple(x.shape)} as "
+                                f"{tuple(target)}")
+        if match is not True:
+            conditions.append(match)
         # absorb size-1 dims on either side into the group (they carry no data)
         spatial = [x.axes[d] for d in gi if x.axes[d] is not None and x.shape[d] != 1]
         real_out = [d for d in gj if target[d] != 1]
@@ -85,25 +120,107 @@ def reshape_core(call: Call, x: TensorInfo, target: list) -> OpResult:
                     continue
                 if x.shape[d] == 1:
                     continue
-                rf[a] = rf[a].collapsed(x.shape[d])
-                notes.append("reshape merges a spatial axis: its field becomes global")
+                if not rf[a].is_global:
+                    rf[a] = rf[a].collapsed(x.shape[d])
+                if len(real_in) == 1:
+                    notes.append("reshape splits a spatial axis (e.g. into windows): its field "
+                                 "is taken as global, the union over the axis (an upper bound "
+                                 "when later ops mix only within a window)")
+                else:
+                    notes.append("reshape merges a spatial axis: its field becomes global")
     if not notes and x.rf and list(axes).count(None) != len(axes) and (
             len(target) != x.ndim or any(not _eq(a, b) for a, b in zip(x.shape, target))):
         notes.append("regroups non-spatial dims only (e.g. the channel-shuffle idiom): "
                      "fields unchanged")
+    if conditions:
+        notes.append("needs sizes that divide evenly: "
+                     + "; ".join(f"{c.lhs} = {c.rhs}" for c in conditions))
     y = TensorInfo(tuple(target), tuple(axes), tuple(rf), x.const)
-    return OpResult(y, kind="shape", family="shape", notes=list(dict.fromkeys(notes)))
+    return OpResult(y, kind="shape", family="shape", notes=list(dict.fromkeys(notes)),
+                    conditions=conditions)
+
+
+#: sizes at which two products are compared when SymPy cannot order them (large, distinct)
+_LARGE = (1_000_003, 1_300_021, 1_700_029, 1_900_043, 2_300_003, 2_900_009)
+
+
+def _at_large(expr: Expr) -> Expr:
+    """``expr`` at large distinct values of its symbols (a number; floors evaluated)."""
+    expr = sympy.sympify(expr)
+    syms = sorted(expr.free_symbols, key=lambda s: s.name)
+    return expr.xreplace({s: Integer(_LARGE[k % len(_LARGE)] + 7 * (k // len(_LARGE)))
+                          for k, s in enumerate(syms)})
+
+
+def _match_at(a: Expr, b: Expr, ref: dict) -> Expr | bool | None:
+    if _eq(a, b):
+        return True
+    if sympy.sympify(a).xreplace(ref) != sympy.sympify(b).xreplace(ref):
+        return None
+    cond = sympy.Eq(a, b)
+    return True if cond is sympy.true else cond
+
+
+def _mixed(call: Call | None, a: Expr, b: Expr) -> bool:
+    """One side symbolic, the other a number measured at the evaluated sizes: compare there."""
+    return call is not None and call.at is not None and (
+        bool(sympy.sympify(a).free_symbols) != bool(sympy.sympify(b).free_symbols))
+
+
+def _products_match(call: Call | None, a: Expr, b: Expr) -> Expr | bool | None:
+    """True when the two group products are equal; a condition ``Eq(a, b)`` when they agree up
+    to rounding (a view of floor(H/4) as floor(H/28)·7 needs floor(H/4) divisible by 7, exactly
+    what torch checks); None when they differ."""
+    if _eq(a, b):
+        return True
+    if _mixed(call, a, b):
+        ca, cb = call.concrete(a), call.concrete(b)
+        return True if ca.is_Integer and cb.is_Integer and ca == cb else None
+    va, vb = _at_large(a), _at_large(b)
+    if not (va.is_number and vb.is_number) or (va.is_Integer and vb.is_Integer and va == vb
+                                               and not (a.free_symbols or b.free_symbols)):
+        return None
+    if not (a.free_symbols or b.free_symbols):
+        return None  # two different numbers
+    if va == 0 or vb == 0 or abs(float(va / vb) - 1.0) > 1e-4:
+        return None
+    cond = sympy.Eq(a, b)
+    if cond is sympy.true:
+        return True
+    if cond is sympy.false:
+        return None
+    return cond
+
+
+def _exact_quotient(total: Expr, known: Expr) -> Expr:
+    """The size a -1 stands for: total/known, with the floors of ``known`` matched against
+    ``total`` when SymPy cannot cancel them (the condition is stated by the grouping)."""
+    q = sympy.cancel(total / known)
+    if is_int_valued(q) or q.is_Integer:
+        return q
+    # total = A·B with A matching known up to rounding: the quotient is B
+    factors = sympy.Mul.make_args(total)
+    for k in range(1, len(factors) + 1):
+        for combo in itertools.combinations(range(len(factors)), k):
+            part = sympy.Mul(*[factors[c] for c in combo])
+            if _products_match(None, part, known) is not None:
+                return sympy.Mul(*[f for c, f in enumerate(factors) if c not in combo])
+    return q
 
 
 def _smaller(call: Call, a: Expr, b: Expr) -> bool:
     """Should the group on the input side grow (its product a is a proper factor of b)?"""
-    ca, cb = call.concrete(a), call.concrete(b)
-    if ca.is_Integer and cb.is_Integer:
-        return int(ca) < int(cb)
+    if _mixed(call, a, b):
+        ca, cb = call.concrete(a), call.concrete(b)
+        if ca.is_Integer and cb.is_Integer:
+            return int(ca) < int(cb)
     if sympy.fraction(sympy.cancel(sympy.sympify(b) / sympy.sympify(a)))[1] == 1:
         return True
     if sympy.fraction(sympy.cancel(sympy.sympify(a) / sympy.sympify(b)))[1] == 1:
         return False
+    va, vb = _at_large(a), _at_large(b)
+    if va.is_number and vb.is_number:
+        return bool(va < vb)
     return True
 
 
@@ -229,6 +346,18 @@ for _op in (operator.floordiv, operator.mod):
     register(_op, family="shape")(_int_arith(_op))
 
 
+@register(operator.pow, family="shape")
+def power(call: Call) -> OpResult:
+    """``(C // heads) ** -0.5`` on sizes gives a value; ``x ** 2`` on a tensor is elementwise
+    (field unchanged, no MACs)."""
+    base, exponent = call.args[0], call.args[1]
+    for t in (base, exponent):
+        if isinstance(t, TensorInfo):
+            return OpResult(t, kind="transparent", family="activation")
+    value = sympy.Pow(sympy.sympify(base), sympy.sympify(exponent))
+    return OpResult(value, kind="shape", family="shape")
+
+
 # -- tensor indexing -----------------------------------------------------------------------------
 def _slice_dim(call: Call, x: TensorInfo, d: int, sl: slice, shape: list, rf: list) -> None:
     n = x.shape[d]
@@ -249,7 +378,12 @@ def _slice_dim(call: Call, x: TensorInfo, d: int, sl: slice, shape: list, rf: li
         stop = Integer(min(int(stop), int(n)))
     elif sl.stop is not None and not (sympy.sympify(sl.stop).is_Integer
                                       and int(sl.stop) < 0):
-        stop = sympy.Min(stop, n)
+        if nonnegative(n - stop):  # x[:, :H] after padding H up: the stop is inside
+            pass
+        elif nonnegative(stop - n):
+            stop = n
+        else:
+            stop = sympy.Min(stop, n)
     shape[d] = ceildiv(stop - start, step)
     a = x.axes[d]
     if a is not None and rf[a] is not None:
@@ -258,9 +392,98 @@ def _slice_dim(call: Call, x: TensorInfo, d: int, sl: slice, shape: list, rf: li
                             old.jump * step, max(1, old.period // _gcd(old.period, step)))
 
 
-def _gcd(a: int, b: int) -> int:
-    import math
+@functools.lru_cache(maxsize=4096)
+def nonnegative(expr: Expr) -> bool:
+    """True when ``expr`` (floors of sizes, e.g. 3·ceiling(H'/3) - H') is >= 0 for every
+    positive value of its symbols; False when that is not proved.
 
+    ``expr`` is a sum of parts in one symbol each. A part is quasi-linear: with L the lcm of the
+    denominators inside its floors (their product when floors nest), part(s + L) = part(s) +
+    slope·L, the slope being that of the part with the floors dropped. With slope >= 0 its
+    minimum over s >= 1 is its minimum over s = 1..L; the sum of those minima must be >= 0.
+    """
+    expr = sympy.expand(sympy.sympify(expr))
+    if expr.is_number:
+        return bool(expr >= 0)
+    parts: dict[sympy.Symbol | None, list[Expr]] = {}
+    for term in sympy.Add.make_args(expr):
+        syms = term.free_symbols
+        if len(syms) > 1:
+            return False
+        parts.setdefault(next(iter(syms)) if syms else None, []).append(term)
+    total = Fraction(0)
+    for sym, terms in parts.items():
+        part = sympy.Add(*terms)
+        if sym is None:
+            total += Fraction(int(part.p), int(part.q)) if part.is_Rational else 0
+            if not part.is_Rational:
+                return False
+            continue
+        low = _part_minimum(part, sym)
+        if low is None:
+            return False
+        total += low
+    return total >= 0
+
+
+def _part_minimum(part: Expr, sym: sympy.Symbol) -> Fraction | None:
+    rounding = part.atoms(sympy.floor, sympy.ceiling, sympy.Mod)
+    period = 1
+    nested = any(r.args[0].has(sympy.floor, sympy.ceiling, sympy.Mod) for r in rounding)
+    for r in rounding:
+        dens = [int(q.q) for q in r.atoms(sympy.Rational)]
+        if isinstance(r, sympy.Mod):
+            if not r.args[1].is_Integer:
+                return None
+            dens.append(int(r.args[1]))
+        for q in dens:
+            period = period * q if nested else period * q // math.gcd(period, q)
+    if period > 4096:
+        return None
+    smooth = part.replace(sympy.floor, lambda a: a).replace(sympy.ceiling, lambda a: a)
+    if smooth.has(sympy.Mod, sympy.Min, sympy.Max):
+        return None
+    smooth = sympy.expand(smooth)
+    if not smooth.is_polynomial(sym) or sympy.degree(smooth, sym) > 1:
+        return None
+    if smooth.coeff(sym, 1) < 0:
+        return None
+    try:
+        return min(_exact_value(part, {sym: v}) for v in range(1, period + 1))
+    except _NotExact:
+        return None
+
+
+class _NotExact(Exception):
+    pass
+
+
+def _exact_value(expr: Expr, env: dict) -> Fraction:
+    """``expr`` at integer symbol values, in exact fractions (fast: no SymPy evaluation)."""
+    if expr.is_Symbol:
+        return Fraction(env[expr])
+    if expr.is_Rational:
+        return Fraction(int(expr.p), int(expr.q))
+    if expr.is_Add:
+        return sum((_exact_value(a, env) for a in expr.args), Fraction(0))
+    if expr.is_Mul:
+        out = Fraction(1)
+        for a in expr.args:
+            out *= _exact_value(a, env)
+        return out
+    if isinstance(expr, sympy.floor):
+        return Fraction(math.floor(_exact_value(expr.args[0], env)))
+    if isinstance(expr, sympy.ceiling):
+        return Fraction(math.ceil(_exact_value(expr.args[0], env)))
+    if isinstance(expr, sympy.Mod):
+        a, b = (_exact_value(v, env) for v in expr.args)
+        return a - b * math.floor(a / b)
+    if expr.is_Pow and expr.exp.is_Integer and int(expr.exp) >= 0:
+        return _exact_value(expr.base, env) ** int(expr.exp)
+    raise _NotExact(str(expr))
+
+
+def _gcd(a: int, b: int) -> int:
     return math.gcd(a, b)
 
 
@@ -270,35 +493,74 @@ def index_tensor(call: Call, x: TensorInfo, index) -> OpResult:
         e = items.index(Ellipsis)
         fill = x.ndim - (len(items) - 1 - sum(1 for it in items if it is None))
         items = items[:e] + [slice(None)] * fill + items[e + 1:]
-    shape, axes, rf = [], [], list(x.rf)
+    advanced = any(isinstance(it, TensorInfo) for it in items)
+    # output pieces in order: (dims' shapes, dims' axes, from an advanced index?)
+    pieces: list[tuple[list, list, bool]] = []
+    index_shapes: list[tuple[Expr, ...]] = []
+    rf = list(x.rf)
+    notes: list[str] = []
+    const = x.const
     d = 0
     for it in items:
         if it is None:
-            shape.append(Integer(1))
-            axes.append(None)
+            pieces.append(([Integer(1)], [None], False))
             continue
         if d >= x.ndim:
             raise RuleError(f"{call.where()}: too many indices")
+        a = x.axes[d]
         if isinstance(it, slice):
             tmp = list(x.shape)
             _slice_dim(call, x, d, it, tmp, rf)
-            shape.append(tmp[d])
-            axes.append(x.axes[d])
+            pieces.append(([tmp[d]], [a], False))
         elif isinstance(it, (int, Expr)) and not isinstance(it, bool):
-            a = x.axes[d]
             if a is not None and rf[a] is not None:
                 k = sympy.sympify(it)
                 k = sympy.expand(x.shape[d] + k) if k.is_Integer and int(k) < 0 else k
                 old = rf[a]  # the axis is gone: every element reads position k's field
                 rf[a] = old.compose(lambda y, k=k: k, lambda y, k=k: k, old.jump, 1)
+            if advanced:
+                pieces.append(([], [], True))
+        elif isinstance(it, TensorInfo):
+            index_shapes.append(tuple(it.shape))
+            const = const and it.const
+            pieces.append(([], [], True))
+            if a is not None and rf[a] is not None:
+                rf[a] = None
+                notes.append("gathers positions of a spatial axis with an index tensor: "
+                             "field unknown")
         else:
             raise RuleError(f"{call.where()}: indexing with {type(it).__name__} is not "
                             "supported")
         d += 1
-    shape.extend(x.shape[d:])
-    axes.extend(x.axes[d:])
-    return OpResult(TensorInfo(tuple(shape), tuple(axes), tuple(rf), x.const), kind="shape",
-                    family="shape")
+    tail = [(list(x.shape[d:]), list(x.axes[d:]), False)]
+    pieces += tail
+    shape: list[Expr] = []
+    axes: list[int | None] = []
+    if advanced:
+        bshape = _broadcast_shapes(call, index_shapes)
+        where = [k for k, p in enumerate(pieces) if p[2]]
+        adjacent = where == list(range(where[0], where[-1] + 1))
+        at = where[0] if adjacent else 0
+        rest = [p for p in pieces if not p[2]]
+        rest.insert(at if adjacent else 0, (list(bshape), [None] * len(bshape), False))
+        pieces = rest
+    for sh, ax, _ in pieces:
+        shape.extend(sh)
+        axes.extend(ax)
+    y = TensorInfo(tuple(shape), tuple(axes), tuple(rf), const)
+    return OpResult(y, kind="shape", family="shape", notes=notes)
+
+
+def _broadcast_shapes(call: Call, shapes: list[tuple[Expr, ...]]) -> tuple[Expr, ...]:
+    ndim = max((len(s) for s in shapes), default=0)
+    out: list[Expr] = []
+    for k in range(ndim):
+        sizes = [s[k - (ndim - len(s))] for s in shapes if k - (ndim - len(s)) >= 0]
+        real = list(dict.fromkeys(sympy.expand(v) for v in sizes if v != 1))
+        if len(real) > 1:
+            raise RuleError(f"{call.where()}: index shapes do not broadcast: {shapes}")
+        out.append(real[0] if real else Integer(1))
+    return tuple(out)
 
 
 @register(operator.getitem, family="shape")
@@ -335,3 +597,157 @@ def stack(call: Call) -> OpResult:
     axes = (*first.axes[:d], None, *first.axes[d:])
     return OpResult(TensorInfo(shape, axes, tuple(rf)), kind="merge", family="merge",
                     conditions=conditions)
+
+
+# -- roll, gathers -------------------------------------------------------------------------------
+@register(torch.roll, "roll", family="shape")
+def roll(call: Call) -> OpResult:
+    """torch.roll: output element y along a rolled dim reads element (y - shift) mod n."""
+    x = call.tensor(0, "input")
+    shifts, dims = call.arg(1, "shifts"), call.arg(2, "dims")
+    rf = list(x.rf)
+    notes: list[str] = []
+    if dims is None or (isinstance(dims, (tuple, list)) and len(dims) == 0):
+        # rolls the flattened tensor: positions move across rows
+        for a, field in enumerate(rf):
+            if field is not None and not field.is_global and x.dim_of_axis(a) is not None:
+                rf[a] = None
+                notes.append("roll of the flattened tensor: field unknown")
+        return OpResult(x.with_shape(x.shape, rf=rf), kind="shape", family="shape",
+                        notes=notes)
+    shifts = list(shifts) if isinstance(shifts, (tuple, list)) else [shifts]
+    dims = list(dims) if isinstance(dims, (tuple, list)) else [dims]
+    if len(shifts) != len(dims):
+        raise RuleError(f"{call.where()}: shifts and dims differ in length")
+    for shift, dim in zip(shifts, dims):
+        d = int(dim) % x.ndim
+        a = x.axes[d]
+        if a is None or rf[a] is None or rf[a].is_global:
+            continue
+        n, s, old = x.shape[d], sympy.sympify(shift), rf[a]
+        if s == 0:
+            continue
+        period = old.period if old.period == 1 else None
+        if period is None:
+            rf[a] = None
+            notes.append("roll of a field that varies with the position: field unknown")
+            continue
+        rf[a] = old.compose(lambda y, s=s, n=n: sympy.Mod(y - s, n),
+                            lambda y, s=s, n=n: sympy.Mod(y - s, n), old.jump, 1)
+        notes.append(f"cyclic shift by {s}: element y reads element (y - {s}) mod {n}")
+    return OpResult(x.with_shape(x.shape, rf=rf), kind="shape", family="shape", notes=notes)
+
+
+def _gather_result(call: Call, x: TensorInfo, index: TensorInfo, d: int,
+                   shape: tuple) -> OpResult:
+    rf = list(x.rf)
+    notes: list[str] = []
+    a = x.axes[d]
+    if a is not None and rf[a] is not None and not rf[a].is_global:
+        rf[a] = None
+        notes.append("gathers positions of a spatial axis with an index tensor: field unknown")
+    axes = tuple(x.axes[k] if k != d else None for k in range(len(shape))) \
+        if len(shape) == x.ndim else (None,) * len(shape)
+    y = TensorInfo(tuple(shape), axes, tuple(rf), x.const and index.const)
+    return OpResult(y, kind="shape", family="shape", notes=notes)
+
+
+@register(torch.index_select, "index_select", family="shape")
+def index_select(call: Call) -> OpResult:
+    x = call.tensor(0, "input")
+    d = int(call.arg(1, "dim")) % x.ndim
+    index = call.tensor(2, "index")
+    n = index.numel()
+    shape = (*x.shape[:d], sympy.expand(n), *x.shape[d + 1:])
+    return _gather_result(call, x, index, d, shape)
+
+
+@register(torch.gather, "gather", torch.take_along_dim, "take_along_dim", family="shape")
+def gather(call: Call) -> OpResult:
+    x = call.tensor(0, "input")
+    if call.target in (torch.take_along_dim, "take_along_dim"):
+        index = call.tensor(1, "indices")
+        dim = call.arg(2, "dim")
+        if dim is None:
+            raise RuleError(f"{call.where()}: take_along_dim without dim is not supported")
+        d = int(dim) % x.ndim
+        shape = tuple(index.shape[k] if k == d else
+                      (x.shape[k] if index.shape[k] == 1 else index.shape[k])
+                      for k in range(x.ndim))
+    else:
+        d = int(call.arg(1, "dim")) % x.ndim
+        index = call.tensor(2, "index")
+        shape = tuple(index.shape)
+    return _gather_result(call, x, index, d, shape)
+
+
+# -- torchvision's fx-wrapped Swin helpers -------------------------------------------------------
+# torchvision marks these with torch.fx.wrap, so a trace keeps each call as one node. They are
+# registered by qualified name (torchvision stays an optional dependency); the registry finds
+# them through the function's qualified name (base.register_names).
+_TV_SWIN = "torchvision.models.swin_transformer."
+
+
+@register_names(_TV_SWIN + "_patch_merging_pad", family="shape")
+def tv_patch_merging_pad(call: Call) -> OpResult:
+    """pad H, W (dims -3, -2) to even sizes, then cat the four 2×2 phases on the last dim."""
+    from .base import lookup
+    from .resize import pad_core
+
+    x = call.tensor(0, "x")
+    h, w = x.shape[-3], x.shape[-2]
+    padded = pad_core(call, x, [0, 0, 0, sympy.Mod(w, 2), 0, sympy.Mod(h, 2)], "constant")
+    parts = [index_tensor(call, padded.value, (Ellipsis, slice(a, None, 2), slice(b, None, 2),
+                                               slice(None))).value
+             for a, b in ((0, 0), (1, 0), (0, 1), (1, 1))]
+    cat = lookup(torch.cat)[0]
+    merged = cat(Call(call.node, None, call.module_name, torch.cat, (parts, -1), {}, call.at))
+    merged.notes = padded.notes + merged.notes
+    merged.kind, merged.family = "layer", "shape"
+    merged.min_sizes = padded.min_sizes
+    return merged
+
+
+@register_names(_TV_SWIN + "_get_relative_position_bias", family="shape")
+def tv_relative_position_bias(call: Call) -> OpResult:
+    """table[index].view(N, N, -1).permute(2, 0, 1).unsqueeze(0): a constant (1, heads, N, N)."""
+    table, index = call.tensor(0, "relative_position_bias_table"), call.tensor(
+        1, "relative_position_index")
+    ws = call.arg(2, "window_size")
+    n = int(ws[0]) * int(ws[1])
+    gathered = index_tensor(call, table, index).value
+    heads = sympy.cancel(gathered.numel() / (n * n))
+    y = TensorInfo((Integer(1), heads, Integer(n), Integer(n)), (None,) * 4,
+                   (None,) * len(table.rf), table.const and index.const)
+    return OpResult(y, kind="shape", family="shape")
+
+
+def _tv_window_attention(call: Call) -> OpResult:
+    """torchvision's shifted_window_attention(_v2): pad (B, H, W, C) to window multiples, roll,
+    attend within windows (qkv linear, q·kᵀ, attn·v, proj), reverse, unpad. MACs as
+    FlopCounterMode counts them (mm, bmm); the mask and the bias add nothing."""
+    from .resize import padded_size
+
+    x = call.tensor(0, "input")
+    qkv_w, proj_w = call.tensor(1, "qkv_weight"), call.tensor(2, "proj_weight")
+    ws = [int(v) for v in call.arg(4, "window_size")]
+    b, h, w, c = x.shape
+    ph = padded_size(h, 0, sympy.Mod(ws[0] - sympy.Mod(h, ws[0]), ws[0]))
+    pw = padded_size(w, 0, sympy.Mod(ws[1] - sympy.Mod(w, ws[1]), ws[1]))
+    tokens = sympy.expand(b * ph * pw)
+    n = ws[0] * ws[1]
+    qkv_out, proj_out = qkv_w.shape[0], proj_w.shape[0]
+    macs = tokens * c * qkv_out + 2 * tokens * n * c + tokens * c * proj_out
+    rf = list(x.rf)
+    for d in (1, 2):
+        a = x.axes[d]
+        if a is not None and rf[a] is not None and not rf[a].is_global:
+            rf[a] = rf[a].collapsed(x.shape[d])
+    note = (f"window attention ({ws[0]}×{ws[1]} windows on the map padded to "
+            f"{ph}×{pw}): field taken as global (an upper bound: each token sees its window)")
+    y = TensorInfo(tuple(x.shape), x.axes, tuple(rf), x.const)
+    return OpResult(y, macs=sympy.expand(macs), kind="layer", family="attention", notes=[note])
+
+
+register_names(_TV_SWIN + "shifted_window_attention",
+               _TV_SWIN + "shifted_window_attention_v2", family="attention")(_tv_window_attention)
