@@ -5,6 +5,7 @@ The graph is never mutated; the results live in the returned list (not in ``node
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import torch.fx as fx
 from sympy import Expr, Integer
 from torch import nn
 
-from .errors import RfgraphError, RuleError
+from .errors import InternalError, RfgraphError
 from .receptive_field import identity_rf
 from .rules import base as rules
 from .tensor import TensorInfo
@@ -73,9 +74,7 @@ def first_of(value: Any, kind: type) -> Any:
     (a node's output, a model's output): depth first, in order."""
     if isinstance(value, kind):
         return value
-    items = value.values() if isinstance(value, dict) else value \
-        if isinstance(value, (tuple, list)) else ()
-    for v in items:
+    for v in _items(value):
         found = first_of(v, kind)
         if found is not None:
             return found
@@ -90,16 +89,10 @@ def first_tensor(value: Any) -> TensorInfo | None:
 def _contains_unknown(value: Any) -> Unknown | None:
     if isinstance(value, Unknown):
         return value
-    if isinstance(value, (tuple, list)):
-        for v in value:
-            u = _contains_unknown(v)
-            if u is not None:
-                return u
-    if isinstance(value, dict):
-        for v in value.values():
-            u = _contains_unknown(v)
-            if u is not None:
-                return u
+    for v in _items(value):
+        u = _contains_unknown(v)
+        if u is not None:
+            return u
     return None
 
 
@@ -153,7 +146,7 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | Non
                 default = node.args[0] if node.args else None
                 info.value = default
                 info.kind, info.family = "input", "input"
-                if default is None and not node.target.startswith("*"):
+                if not node.args and not node.target.startswith("*"):
                     raise RfgraphError(f"the model's forward takes more than one input "
                                        f"('{node.target}'); rfgraph analyses one input tensor")
             else:
@@ -240,7 +233,6 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
     except RfgraphError:
         raise
     except Exception as exc:  # a rule bug must still name the node
-        from .errors import InternalError
 
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InternalError(f"{call.where()}: internal error: {type(exc).__name__}"
@@ -309,10 +301,8 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
             return torch.empty([int(d) for d in dims], device="meta")
         if isinstance(v, Unknown):
             raise _CannotMeasure
-        if isinstance(v, (tuple, list)):
-            return type(v)(to_meta(x) for x in v)
-        if isinstance(v, dict):
-            return {k: to_meta(x) for k, x in v.items()}
+        if isinstance(v, (tuple, list, dict)):
+            return map_structure(to_meta, v)
         if isinstance(v, Expr):
             e = v.xreplace({k: Integer(x) for k, x in at.items()})
             if not e.is_Integer:
@@ -353,10 +343,8 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
             else:
                 axes = (None,) * v.ndim
             return TensorInfo(shape, axes, (None,) * n_axes)
-        if isinstance(v, (tuple, list)):
-            return type(v)(to_info(x) for x in v)
-        if isinstance(v, dict):
-            return {k: to_info(x) for k, x in v.items()}
+        if isinstance(v, (tuple, list, dict)) or dataclasses.is_dataclass(v):
+            return map_structure(to_info, v)
         return v
 
     return to_info(out), macs, how
@@ -383,11 +371,34 @@ def _first(exc: BaseException) -> str:
 def _to_real(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return torch.zeros(value.shape)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_to_real(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _to_real(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list, dict)):
+        return map_structure(_to_real, value)
     return value
+
+
+def map_structure(fn: Any, value: Any) -> Any:
+    """``fn`` applied to each item of a tuple, namedtuple, list, dict or dataclass value (one
+    level; ``fn`` recurses)."""
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*[fn(v) for v in value])
+    if isinstance(value, (tuple, list)):
+        return type(value)(fn(v) for v in value)
+    if isinstance(value, dict):
+        return {k: fn(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: fn(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
+
+
+def _items(value: Any) -> tuple:
+    if isinstance(value, dict):
+        return tuple(value.values())
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return tuple(getattr(value, f.name) for f in dataclasses.fields(value))
+    return ()
 
 
 def _execute(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any,

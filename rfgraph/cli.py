@@ -1,23 +1,37 @@
 """The ``rfgraph`` command.
 
-    rfgraph analyze [SPEC] --input 1,3,H,W [--at H=224,W=224] [--json] [--depth N]
-                    [--render out.svg] [--show-offset]
-    rfgraph erf [SPEC] --input 1,3,H,W --at H=128,W=128 [--node NAME] [-o erf.png]
+    rfgraph [--traceback] analyze [SPEC] --input 1,3,H,W [--at H=224,W=224] [--json] [--depth N]
+                    [--render out.svg] [--show-offset] [--train]
+    rfgraph erf [SPEC] --input 1,3,H,W --at H=128,W=128 [--node NAME] [-o erf.png] [--train]
     rfgraph verify [SPEC] --input 1,3,H,W [--at H=224,W=224 [--at H=97,W=131]] [--json]
                    [--checks shape,params,macs,rf,semantics] [--no-progress]
 
-Every user error is one line on stderr and exit status 2; never a traceback.
+Every user error is one line on stderr and exit status 2; a bug in rfgraph is one line and exit
+status 3. Never a traceback, unless asked for with ``--traceback`` or ``RFGRAPH_TRACEBACK=1``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
+import traceback
 import warnings
+from typing import Any
 
 from . import __version__
-from .errors import RfgraphError
+from .errors import InternalError, RfgraphError
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_REPORT = "please report this with the model; run with --traceback for details"
+
+
+def one_line(text: str) -> str:
+    """The first non-empty line of ``text``, without memory addresses (`` at 0x7f...``)."""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return _ADDRESS.sub("", lines[0] if lines else "")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,12 +49,28 @@ def add_model_arguments(parser: argparse.ArgumentParser, input_help: str) -> Non
                         help="allow loading a pickled model file (runs code from the file)")
 
 
+_TRACEBACK_HELP = ("on an error, print the full Python traceback instead of one line "
+                   "(also: RFGRAPH_TRACEBACK=1)")
+_TRAIN_HELP = ("analyse the model in training mode (default: eval mode, what inference runs; "
+               "dropout and stochastic depth are identity)")
+
+
+def _add_traceback_flag(parser: argparse.ArgumentParser) -> None:
+    """``--traceback`` after a subcommand too; SUPPRESS keeps the top-level value otherwise."""
+    try:
+        parser.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                            help=_TRACEBACK_HELP)
+    except argparse.ArgumentError:  # the subcommand defines it itself
+        pass
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="rfgraph",
         description="Exact symbolic output sizes, receptive fields, parameters and MACs for "
                     "every node of a PyTorch model.")
     parser.add_argument("--version", action="version", version=f"rfgraph {__version__}")
+    parser.add_argument("--traceback", action="store_true", help=_TRACEBACK_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     an = sub.add_parser(
         "analyze", help="analyse a model: table (default) or JSON",
@@ -59,6 +89,8 @@ def _build_parser() -> argparse.ArgumentParser:
                          "(with --depth N, modules N levels deep are one box each)")
     an.add_argument("--show-offset", action="store_true",
                     help="show the receptive-field offset on the drawing")
+    an.add_argument("--train", action="store_true", help=_TRAIN_HELP)
+    _add_traceback_flag(an)
     er = sub.add_parser(
         "erf", help="effective receptive field of one node (gradient heat map)",
         description="Measure the effective receptive field (Luo et al., NeurIPS 2016) of the "
@@ -81,24 +113,64 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="report the centred box holding this share of the mass (default 0.95)")
     er.add_argument("--log", action="store_true",
                     help="draw with a logarithmic colour scale (shows the faint tail)")
+    er.add_argument("--train", action="store_true", help=_TRAIN_HELP)
+    _add_traceback_flag(er)
     from .verify import add_verify_parser
 
-    add_verify_parser(sub)  # rfgraph verify: its flags live in rfgraph/verify.py
+    vp = add_verify_parser(sub)  # rfgraph verify: its flags live in rfgraph/verify.py
+    if vp is not None:
+        _add_traceback_flag(vp)
     return parser
 
 
+#: (spec, trust_pickle) -> _load's result, while main() runs: cmd_verify checks the sizes
+#: against the loaded model before rfgraph.verify loads it again.
+_LOADED: dict[tuple[str | None, bool], tuple[Any, tuple | None, str]] | None = None
+
+
 def _load(spec: str | None, trust_pickle: bool):
+    key = (spec, bool(trust_pickle))
+    if _LOADED is not None and key in _LOADED:
+        return _LOADED[key]
     if spec is None:
         from .models import DEFAULT_INPUT, DEFAULT_MODEL
 
-        return DEFAULT_MODEL(), DEFAULT_INPUT, "seed_tour"
-    from .loader import load_model
+        result = DEFAULT_MODEL(), DEFAULT_INPUT, "seed_tour"
+    else:
+        from .loader import load_model
 
-    model = load_model(spec, trust_pickle=trust_pickle)
-    name = spec.rpartition(":")[2] if ":" in spec else spec.replace("\\", "/").rsplit("/", 1)[-1]
-    meta = getattr(model, "meta", None)
-    stored = meta.get("rfgraph_input_shape") if isinstance(meta, dict) else None
-    return model, tuple(stored) if stored else None, name
+        model = load_model(spec, trust_pickle=trust_pickle)
+        name = (spec.rpartition(":")[2] if ":" in spec
+                else spec.replace("\\", "/").rsplit("/", 1)[-1])
+        meta = getattr(model, "meta", None)
+        stored = meta.get("rfgraph_input_shape") if isinstance(meta, dict) else None
+        result = model, tuple(stored) if stored else None, name
+    if _LOADED is not None:
+        _LOADED[key] = result
+    return result
+
+
+def _check_sizes(model: Any, *at_specs: str | None) -> None:
+    """Parse every ``--at`` and refuse sizes outside a ``.pt2`` program's exported range."""
+    from .api import parse_at
+    from .loader import check_size_ranges
+
+    for spec in at_specs:
+        if spec is not None:
+            check_size_ranges(model, parse_at(spec))
+
+
+def _analyze_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Extra keyword arguments for rfgraph.api.analyze: ``mode="train"`` with --train."""
+    if not getattr(args, "train", False):
+        return {}
+    import inspect
+
+    from .api import analyze
+
+    if "mode" not in inspect.signature(analyze).parameters:
+        raise RfgraphError("--train is not supported by this version of rfgraph.analyze")
+    return {"mode": "train"}
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -109,11 +181,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
     if args.depth is not None and args.depth < 0:
         raise RfgraphError("--depth must be >= 0")
+    _check_sizes(model, args.at)
+    options = _analyze_options(args)
     if args.render:
         from .render import check_format
 
         check_format(args.render)  # a bad extension fails before the analysis
-    analysis = analyze(model, shape, at=args.at, name=name)
+    analysis = analyze(model, shape, at=args.at, name=name, **options)
     if args.json:
         json.dump(analysis.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -138,7 +212,8 @@ def cmd_erf(args: argparse.Namespace) -> int:
 
     model, default_input, name = _load(args.spec, args.trust_pickle)
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
-    analysis = analyze(model, shape, at=args.at, name=name)
+    _check_sizes(model, args.at)
+    analysis = analyze(model, shape, at=args.at, name=name, **_analyze_options(args))
     if not 0 < args.mass <= 1:
         raise RfgraphError("--mass must be in (0, 1]")
     result = effective_receptive_field(analysis, args.node, inits=args.inits,
@@ -159,43 +234,69 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """rfgraph verify: 0 when every check passes, 1 on any mismatch (user errors raise: 2)."""
     from .verify import cmd_verify as run_verify
 
+    if args.at:  # out-of-range sizes of a .pt2 fail before any work (the model stays loaded)
+        model, _, _ = _load(args.spec, getattr(args, "trust_pickle", False))
+        _check_sizes(model, *args.at)
     return run_verify(args)
 
 
 def _warning_line(message, category, filename, lineno, line=None) -> str:
-    return f"rfgraph: warning: {str(message).removeprefix('rfgraph: ')}\n"
+    return f"rfgraph: warning: {one_line(str(message).removeprefix('rfgraph: '))}\n"
+
+
+def _want_traceback(args: argparse.Namespace) -> bool:
+    env = os.environ.get("RFGRAPH_TRACEBACK", "").strip().lower()
+    return bool(getattr(args, "traceback", False)) or env not in ("", "0", "false", "no")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``rfgraph`` command; returns the exit status: 0 ok, 1 a verify mismatch, 2 a user
+    error, 3 an internal error (a bug in rfgraph)."""
+    global _LOADED
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     previous_format = warnings.formatwarning
+    previous_loaded = _LOADED
     warnings.formatwarning = _warning_line
+    _LOADED = {}
     try:
-        return _dispatch(args)
+        return _dispatch(args, _want_traceback(args))
     finally:
         warnings.formatwarning = previous_format
+        _LOADED = previous_loaded
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _internal_line(exc: BaseException) -> str:
+    if isinstance(exc, InternalError):  # "node 'x' [Op] (...): internal error: TypeError: ..."
+        text = one_line(str(exc)).replace(": internal error: ", ": ", 1)
+    else:
+        detail = one_line(str(exc))
+        text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return f"rfgraph: internal error: {text} ({_REPORT})"
+
+
+def _dispatch(args: argparse.Namespace, show_traceback: bool = False) -> int:
     handlers = {"analyze": cmd_analyze, "erf": cmd_erf, "verify": cmd_verify}
     try:
         return handlers[args.command](args)
     except RfgraphError as exc:
-        print(f"rfgraph: error: {exc}", file=sys.stderr)
+        if show_traceback:
+            traceback.print_exc(file=sys.stderr)
+        print(f"rfgraph: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rfgraph: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # a bug in rfgraph: still one line, and say so
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"rfgraph: internal error: {type(exc).__name__}: {first} "
-              "(please report this with the model)", file=sys.stderr)
+    except Exception as exc:  # a bug in rfgraph (InternalError or any other): one line, exit 3
+        if show_traceback:
+            traceback.print_exc(file=sys.stderr)
+        else:
+            print(_internal_line(exc), file=sys.stderr)
         return 3
 
 

@@ -25,3 +25,13 @@ class RuleError(RfgraphError):
 
 class UnsafePickleError(RfgraphError):
     """A pickled model file was given without ``--trust-pickle``."""
+
+
+class SizeOutOfRange(RfgraphError):
+    """A size given with ``--at`` lies outside the range a ``.pt2`` program was exported for."""
+
+
+class InternalError(RuntimeError):
+    """A bug in rfgraph itself (e.g. a rule crashed on a node): not the user's fault, so not an
+    :class:`RfgraphError`. The message names the node; the original exception is its
+    ``__cause__``."""

@@ -44,6 +44,8 @@ def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
             "offset": [_s(a, r.offset) for r in fields],
             "aligned": all(r.aligned for r in fields),
         }
+        if any(r.upper for r in fields):
+            rf["upper_bound"] = True  # not exact: the true field is inside this one
         reasons = [r.reason for r in fields if r.reason]
         if reasons:
             rf["unaligned_reason"] = "; ".join(dict.fromkeys(reasons))

@@ -3,16 +3,21 @@ or a saved model file. Every failure is a one-line :class:`SpecError`."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import os
 import sys
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import sympy
 from torch import nn
 
-from .errors import SpecError, UnsafePickleError
+from .errors import SizeOutOfRange, SpecError, UnsafePickleError
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".bin", ".ckpt")
 
@@ -102,23 +107,72 @@ def _import_file(path: Path, spec: str) -> object:
     return module
 
 
+@contextlib.contextmanager
+def _quiet_torch() -> Iterator[None]:
+    """Silence torch's own logging and warnings: ``torch.export.load`` logs a multi-line
+    traceback (logger ``torch.export``) before raising on a corrupt file; rfgraph reports one
+    line instead."""
+    names = ["torch"] + [n for n in list(logging.root.manager.loggerDict)
+                         if n.startswith("torch.")]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _dim_ranges(program: object, dims: list, shape: list) -> dict[str, tuple[int, int | None]]:
+    """name -> (min, max or None) for every dynamic input dim that is a plain symbol of the
+    program's ``range_constraints``."""
+    constraints = getattr(program, "range_constraints", None) or {}
+    by_name = {str(k): v for k, v in constraints.items()}
+    ranges: dict[str, tuple[int, int | None]] = {}
+    for d, name in zip(dims, shape):
+        if isinstance(d, int) or not isinstance(name, str):
+            continue
+        expr = getattr(getattr(d, "node", None), "expr", None)
+        vr = by_name.get(str(expr)) if expr is not None else None
+        if vr is None:
+            continue
+        try:
+            lower = int(vr.lower)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        upper = int(vr.upper) if isinstance(vr.upper, (int, sympy.Integer)) else None
+        ranges[name] = (lower, upper)
+    return ranges
+
+
 def load_exported(path: Path) -> nn.Module:
     """A ``torch.export.save`` file: its stored graph, as an fx GraphModule whose
-    ``meta["rfgraph_input_shape"]`` is the stored input shape (dynamic dims named D/H/W)."""
+    ``meta["rfgraph_input_shape"]`` is the stored input shape (dynamic dims named D/H/W) and
+    ``meta["rfgraph_size_ranges"]`` the sizes it was exported for ({'H': (64, 2048)}; max None
+    when unbounded)."""
     import torch
 
     try:
-        program = torch.export.load(str(path))
+        with _quiet_torch():
+            program = torch.export.load(str(path))
     except Exception as exc:
-        raise SpecError(f"cannot load {str(path)!r} as a torch.export program: "
-                        f"{_first_line(exc)}") from None
+        detail = _first_line(exc).replace(  # the warnings it points to are silenced
+            " Please check the warnings above for possible errors.", "").rstrip()
+        raise SpecError(f"cannot load {str(path)!r} as a torch.export program (corrupt or "
+                        f"truncated file?): {detail}") from None
     try:
-        gm = program.module()
+        with _quiet_torch():
+            gm = program.module()
     except Exception as exc:
         raise SpecError(f"cannot rebuild the graph stored in {str(path)!r}: "
                         f"{_first_line(exc)}") from None
     inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     shape: list[int | str] | None = None
+    ranges: dict[str, tuple[int, int | None]] = {}
     if inputs:
         val = inputs[0].meta.get("val")
         if val is not None and hasattr(val, "shape"):
@@ -132,9 +186,28 @@ def load_exported(path: Path) -> nn.Module:
                     k = i - 2
                     shape.append(names[k] if 0 <= k < len(names) else ("N" if i == 0 else
                                                                          f"S{i}"))
+            ranges = _dim_ranges(program, dims, shape)
     gm.meta["rfgraph_input_shape"] = shape
+    gm.meta["rfgraph_size_ranges"] = ranges
     gm.meta["rfgraph_source"] = f"torch.export program {path.name}"
     return gm
+
+
+def check_size_ranges(model: object, sizes: Mapping[str, int] | None) -> None:
+    """Refuse sizes outside the range a ``.pt2`` program was exported for (its graph is only
+    valid there), as a one-line :class:`SizeOutOfRange`. Models without stored ranges pass."""
+    meta = getattr(model, "meta", None)
+    ranges = meta.get("rfgraph_size_ranges") if isinstance(meta, dict) else None
+    if not ranges or not sizes:
+        return
+    for name, value in sizes.items():
+        if name not in ranges:
+            continue
+        lower, upper = ranges[name]
+        if value < lower or (upper is not None and value > upper):
+            bounds = f"{lower} <= {name} <= {upper}" if upper is not None else f"{name} >= {lower}"
+            raise SizeOutOfRange(f"{name}={value} is outside the range the .pt2 was exported "
+                                 f"for ({bounds})")
 
 
 def _load_file(path: Path, spec: str, trust_pickle: bool) -> nn.Module:
@@ -153,10 +226,17 @@ def _load_file(path: Path, spec: str, trust_pickle: bool) -> nn.Module:
             "pass --trust-pickle if you trust this file, or use package.module:callable")
     import torch
 
+    cwd = os.getcwd()  # like `python -m`: classes in modules next to the user unpickle
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise SpecError(f"cannot load {str(path)!r}: {_first_line(exc)}") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
     if isinstance(obj, nn.Module):
         return obj
     if isinstance(obj, dict):

@@ -112,6 +112,9 @@ class AxisRF:
         self._extent: tuple[Expr, Expr] | None = None
         #: the field a global one was collapsed from (a merge with it adds nothing)
         self._source: AxisRF | None = None
+        #: True when the field is an upper bound, not exact (window attention taken as global):
+        #: said in the table, the JSON and by verify
+        self.upper = False
 
     # -- evaluation ----------------------------------------------------------------------------
     def start_at(self, y: int | Expr) -> Expr:
@@ -227,7 +230,7 @@ class AxisRF:
         if not self.gappy and not gaps:  # every element read is live: the ends are taps
             return AxisRF(lambda y: self._eval(0, first(y)), lambda y: self._eval(1, last(y)),
                           jump, period, self.aligned, self.reason, notes,
-                          is_global=self.is_global)
+                          is_global=self.is_global)._upper_if(self.upper)
 
         def read(y: Expr) -> list[Expr]:
             if taps is not None:
@@ -249,7 +252,7 @@ class AxisRF:
             return bool(self._live_taps(read(Integer(y))))
 
         return AxisRF(start, end, jump, period, self.aligned, self.reason, notes, live=is_live,
-                      is_global=self.is_global)
+                      is_global=self.is_global)._upper_if(self.upper)
 
     def through_window(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
                        ) -> AxisRF:
@@ -272,7 +275,7 @@ class AxisRF:
                         self.jump * stride, period, self.aligned, self.reason, self.notes,
                         is_global=self.is_global)
             rf._window_base = (base, lin)
-            return rf
+            return rf._upper_if(self.upper)
         taps = None
         if dilation > 1:
             def taps(y: Expr) -> list[Expr]:
@@ -311,7 +314,7 @@ class AxisRF:
         s0, e0 = self._eval(0, 0), self._eval(1, n - 1)  # first/last live element's ends
         g = global_rf(s0, e0, self.jump * n, self.aligned, self.reason, self.notes)
         g._source = self
-        return g
+        return g._upper_if(self.upper)
 
     def as_global(self, jump: Expr, notes: tuple[str, ...] | None = None) -> AxisRF:
         """This global field with another jump (the field itself cannot change)."""
@@ -321,13 +324,30 @@ class AxisRF:
         g = global_rf(*self._extent, jump, self.aligned, self.reason,
                       self.notes if notes is None else notes)
         g._source = self._source
+        return g._upper_if(self.upper)
+
+    def _upper_if(self, flag: bool) -> AxisRF:
+        if flag:
+            self.upper = True
+        return self
+
+    def upper_bound(self, note: str) -> AxisRF:
+        """This field, marked as an upper bound of the true one (with the reason)."""
+        if self._extent is not None:
+            g = global_rf(*self._extent, self.jump, self.aligned, self.reason,
+                          self.notes + ((note,) if note not in self.notes else ()))
+            g._source = self._source
+        else:
+            g = self.with_note(note)
+        g.upper = True
         return g
 
     def with_note(self, note: str) -> AxisRF:
         if self._extent is not None:
             return self.as_global(self.jump, self.notes + (note,))
         return AxisRF(self._start, self._end, self.jump, self.period, self.aligned, self.reason,
-                      self.notes + (note,), self.affine, self._live, self.is_global)
+                      self.notes + (note,), self.affine, self._live,
+                      self.is_global)._upper_if(self.upper)
 
     def __repr__(self) -> str:
         return (f"AxisRF(size={self.size}, jump={self.jump}, offset={self.offset}, "
@@ -427,7 +447,8 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool],
 
     return AxisRF(start, end, local[0].jump, period, aligned, reason, notes,
                   live=live if any(r.gappy for r in unique) else None,
-                  is_global=all(r.is_global for r in unique))
+                  is_global=all(r.is_global for r in unique))._upper_if(
+                      any(r.upper for r in unique))
 
 
 def _merge_with_global(present: list[AxisRF], broadcast: list[bool],
@@ -464,7 +485,7 @@ def _merge_with_global(present: list[AxisRF], broadcast: list[bool],
     jump = local_jumps[0] if local_jumps else globals_[0].jump
     g = global_rf(lo, hi, jump, aligned, reason, notes)
     g._source = globals_[0]._source
-    return g
+    return g._upper_if(any(r.upper for r in present))
 
 
 # Re-exported for rules that build their own index maps.

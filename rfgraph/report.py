@@ -35,6 +35,8 @@ def _row(a: Analysis, n: NodeInfo) -> list[str]:
               else _axes(a, [r.size for r in fields]))
         jump = _axes(a, [r.jump for r in fields])
         offset = _axes(a, [r.offset for r in fields])
+        if any(r.upper for r in fields):
+            rf = "≤" + rf  # an upper bound (window attention taken as global)
         if not all(r.aligned for r in fields):
             rf += " !"
     what = n.module_type or n.target

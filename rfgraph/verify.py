@@ -1060,6 +1060,11 @@ class _RfChecker:
                     skips.append(CheckRow(info.name, "rf", "skip", at, name,
                                           detail="field unknown (None) in rfgraph"))
                     continue
+                if rf.upper:
+                    skips.append(CheckRow(info.name, "rf", "skip", at, name,
+                                          detail="rfgraph reports an upper bound here (e.g. "
+                                                 "window attention taken as global)"))
+                    continue
                 items.append(_RfItem(info.name, a, rf, _is_local(rf)))
         return items, skips
 
@@ -2244,6 +2249,8 @@ def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
     vp.add_argument("--all-nodes", action="store_true",
                     help="probe the receptive field of every node (default: a representative "
                          "subset on big graphs)")
+    vp.add_argument("--train", action="store_true",
+                    help="analyse and run the model in training mode (default: eval mode)")
     return vp
 
 
@@ -2263,7 +2270,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                                f"choose from {','.join(CHECKS)}")
     model, default_input, name = _load(args.spec, getattr(args, "trust_pickle", False))
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
-    analysis = analyze(model, shape, name=name)
+    analysis = analyze(model, shape, name=name,
+                       mode="train" if getattr(args, "train", False) else "eval")
     at = [parse_at(s) for s in args.at] if args.at else None
     report = verify(analysis, at=at, checks=checks, progress=not args.no_progress,
                     rf_nodes="all" if getattr(args, "all_nodes", False) else "auto")

@@ -163,7 +163,23 @@ def lookup(key: Any) -> tuple[Rule, str] | None:
         return None
     if found is None and callable(key) and not isinstance(key, (str, type)):
         found = _by_name(key)
+    if found is None and is_container_type(key):
+        found = (container, "shape")
     return found
+
+
+def is_container_type(key: Any) -> bool:
+    """A namedtuple or dataclass type (a model's structured output)."""
+    import dataclasses
+
+    return isinstance(key, type) and (
+        (issubclass(key, tuple) and hasattr(key, "_fields")) or dataclasses.is_dataclass(key))
+
+
+def container(call: Call) -> OpResult:
+    """Building a namedtuple or dataclass (``GoogLeNetOutputs(logits, aux2, aux1)``): the value
+    holds the tensors as they are; no cost."""
+    return OpResult(call.target(*call.args, **call.kwargs), kind="shape", family="shape")
 
 
 def registered_keys() -> list[Any]:

@@ -35,10 +35,17 @@ class Window:
 
 
 def _spatial_dims(call: Call, x: TensorInfo, nd: int) -> list[int]:
-    if x.ndim not in (nd + 1, nd + 2):
+    """The spatial dims of ``x`` for an ``nd``-D window op, which needs a batched
+    (N, C, *spatial) input: an unbatched or wrongly ranked input is refused, naming the layer."""
+    if x.ndim != nd + 2:
+        from .base import shape_str
+
+        op = (type(call.module).__name__ if call.module is not None
+              else getattr(call.target, "__name__", None) or str(call.target))
+        layout = ", ".join(("N", "C", *(a.upper() for a in _AXIS_LETTERS[nd])))
         raise RuleError(
-            f"{call.where()}: expects a {nd + 1}-D or {nd + 2}-D input, got shape "
-            f"{tuple(x.shape)}"
+            f"{call.where()}: {op} needs a {nd + 2}-D input ({layout}); the input has "
+            f"{x.ndim} dim{'s' if x.ndim != 1 else ''} ({shape_str(x.shape)})"
         )
     return list(range(x.ndim - nd, x.ndim))
 
@@ -79,6 +86,7 @@ def apply_window(call: Call, x: TensorInfo, w: Window, out_channels: Expr | int 
 
 
 def _check_channels(call: Call, x: TensorInfo, nd: int, expected: int) -> list[Expr]:
+    _spatial_dims(call, x, nd)  # the rank first: an unbatched input is not a channel mismatch
     c = x.shape[x.ndim - nd - 1]
     if c.is_Integer:
         if int(c) != expected:

@@ -285,10 +285,12 @@ def concatenate(call: Call) -> OpResult:
             rf.append(None)
             notes.append("concatenation along a spatial axis: field not modelled")
             continue
-        dims = [t.dim_of_axis(a) for t in tensors]
-        rf.append(merge_rfs([t.rf[a] for t in tensors], [d is None for d in dims],
-                            [None if d is None else t.shape[d] for t, d in zip(tensors, dims)]))
-    y = TensorInfo(tuple(shape), first.axes, tuple(rf))
+        live = [t for t in tensors if not t.const] or tensors[:1]  # a class token adds no field
+        dims = [t.dim_of_axis(a) for t in live]
+        rf.append(merge_rfs([t.rf[a] for t in live], [d is None for d in dims],
+                            [None if d is None else t.shape[d] for t, d in zip(live, dims)]))
+    axes_from = next((t for t in tensors if not t.const), first)
+    y = TensorInfo(tuple(shape), axes_from.axes, tuple(rf), all(t.const for t in tensors))
     return OpResult(y, kind="merge", family="merge", conditions=conditions, notes=notes)
 
 

@@ -123,9 +123,12 @@ def _reshape_grouped(call: Call, x: TensorInfo, target: list, ref: dict | None) 
                 if not rf[a].is_global:
                     rf[a] = rf[a].collapsed(x.shape[d])
                 if len(real_in) == 1:
-                    notes.append("reshape splits a spatial axis (e.g. into windows): its field "
-                                 "is taken as global, the union over the axis (an upper bound "
-                                 "when later ops mix only within a window)")
+                    note = ("reshape splits a spatial axis (e.g. into windows): its field "
+                            "is taken as global, the union over the axis (an upper bound "
+                            "when later ops mix only within a window)")
+                    notes.append(note)
+                    if len(real_out) > 1:
+                        rf[a] = rf[a].upper_bound(note)
                 else:
                     notes.append("reshape merges a spatial axis: its field becomes global")
     if not notes and x.rf and list(axes).count(None) != len(axes) and (
@@ -745,6 +748,7 @@ def _tv_window_attention(call: Call) -> OpResult:
             rf[a] = rf[a].collapsed(x.shape[d])
     note = (f"window attention ({ws[0]}×{ws[1]} windows on the map padded to "
             f"{ph}×{pw}): field taken as global (an upper bound: each token sees its window)")
+    rf = [r.upper_bound(note) if r is not None else None for r in rf]
     y = TensorInfo(tuple(x.shape), x.axes, tuple(rf), x.const)
     return OpResult(y, macs=sympy.expand(macs), kind="layer", family="attention", notes=[note])
 
