@@ -171,6 +171,18 @@ class Analysis:
         return not self.incomplete_nodes
 
     @property
+    def conditions(self) -> list[str]:
+        """Every distinct size condition the model states or needs (asserts such as ``H = 224``,
+        branch sizes that must agree, window grids that must divide), in graph order."""
+        out: list[str] = []
+        for n in self._nodes:
+            for c in n.conditions:
+                text = condition_text(c)
+                if text not in out:
+                    out.append(text)
+        return out
+
+    @property
     def unknown_nodes(self) -> list[NodeInfo]:
         return [n for n in self.nodes if n.unknown]
 
@@ -410,6 +422,13 @@ def smallest_true(pred, start: int = 1, cap: int = 2**40) -> int | None:
         else:
             lo = mid + 1
     return lo
+
+
+def condition_text(cond: Any) -> str:
+    """'floor(H/16) = 14' for an Eq, SymPy's text otherwise."""
+    if isinstance(cond, sympy.Eq):
+        return f"{format_expr(cond.lhs)} = {format_expr(cond.rhs)}"
+    return str(cond)
 
 
 def _where(node: NodeInfo) -> str:

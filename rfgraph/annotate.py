@@ -105,7 +105,8 @@ def input_tensor(shape: Sequence[Expr]) -> TensorInfo:
 
 def _const_tensor(t: torch.Tensor, n_axes: int) -> TensorInfo:
     shape = tuple(Integer(int(s)) for s in t.shape)
-    return TensorInfo(shape, (None,) * len(shape), (None,) * n_axes, const=True)
+    return TensorInfo(shape, (None,) * len(shape), (None,) * n_axes, const=True,
+                      dtype=None if t.is_floating_point() else t.dtype)
 
 
 def _target_text(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str]:
@@ -132,7 +133,6 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | Non
     infos: list[NodeInfo] = []
     warned: dict[str, int] = {}
     seen_modules: dict[int, str] = {}
-    seen_params: set[int] = set()
     n_axes = max(0, len(shape) - 2)
     placeholders = 0
     numeric: dict[str, bool] = {}
@@ -157,8 +157,8 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | Non
             if isinstance(obj, torch.Tensor):
                 info.value = _const_tensor(obj, n_axes)
                 info.kind, info.family = "constant", "other"
-                if isinstance(obj, nn.Parameter) and id(obj) not in seen_params:
-                    seen_params.add(id(obj))
+                if isinstance(obj, nn.Parameter) and id(obj) not in seen_modules:
+                    seen_modules[id(obj)] = node.name
                     info.params = obj.numel()
                     info.params_formula = f"numel {tuple(obj.shape)} = {obj.numel()}"
                 elif not isinstance(obj, nn.Parameter):
@@ -175,7 +175,7 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | Non
             if t is None:
                 info.notes.append("the output holds no tensor")
         else:
-            _apply_rule(gm, node, env, info, warned, seen_modules, at_syms, warn)
+            _apply_rule(gm, node, env, info, warned, seen_modules, at_syms, warn, n_axes)
             if not info.numeric and any(numeric.get(n.name) for n in node.all_input_nodes):
                 info.numeric = True  # computed from measured values: valid at these sizes only
             if info.numeric:
@@ -194,7 +194,7 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | Non
 
 def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: NodeInfo,
                 warned: dict[str, int], seen_modules: dict[int, str],
-                at: dict[sympy.Symbol, int] | None, warn: bool) -> None:
+                at: dict[sympy.Symbol, int] | None, warn: bool, n_axes: int = 0) -> None:
     module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
     args = fx.node.map_arg(node.args, lambda n: env[n.name])
     kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n.name])
@@ -220,7 +220,8 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
             _count_module(info, module, node.name, seen_modules)
         return
     if found is None:
-        _no_rule(node, module, args, kwargs, info, warned, seen_modules, at, warn)
+        _no_rule(node, module, args, kwargs, info, warned, seen_modules, at, warn,
+                 n_axes=n_axes)
         return
     rule, family = found
     call = rules.Call(node.name, module, info.module, node.target, tuple(args), dict(kwargs),
@@ -228,7 +229,8 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
     try:
         result = rule(call)
     except rules.Unsupported as exc:  # a variant the rule does not model: as if it had none
-        _no_rule(node, module, args, kwargs, info, warned, seen_modules, at, warn, str(exc))
+        _no_rule(node, module, args, kwargs, info, warned, seen_modules, at, warn, str(exc),
+                 n_axes)
         return
     except RfgraphError:
         raise
@@ -254,11 +256,27 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
             info.params_formula = f"0 (counted at node '{seen_modules[id(module)]}')"
         else:
             seen_modules[id(module)] = node.name
+            _claim_params(info, module, node.name, seen_modules)
+
+
+def _claim_params(info: NodeInfo, module: nn.Module, name: str, seen: dict[int, str]) -> None:
+    """Count each parameter once: one read earlier through a get_attr node (``x.to(w.dtype)``)
+    or by another module is not counted again here. ``seen`` maps ids of modules and
+    parameters to the node that counted them."""
+    earlier = {seen[id(p)]: 0 for p in module.parameters() if id(p) in seen}
+    if earlier:
+        fresh = sum(p.numel() for p in module.parameters() if id(p) not in seen)
+        info.params = fresh
+        info.params_formula = (f"{fresh} (numel of the parameters not counted earlier, at "
+                               + ", ".join(f"'{n}'" for n in earlier) + ")")
+    for p in module.parameters():
+        seen.setdefault(id(p), name)
 
 
 def _no_rule(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any, info: NodeInfo,
              warned: dict[str, int], seen_modules: dict[int, str],
-             at: dict[sympy.Symbol, int] | None, warn: bool, why: str = "") -> None:
+             at: dict[sympy.Symbol, int] | None, warn: bool, why: str = "",
+             n_axes: int = 0) -> None:
     """An op without a rule (or a variant its rule does not model): reported, its params
     counted, its shape and MACs measured on meta tensors when sizes are concrete."""
     key = info.module_type or info.target
@@ -272,7 +290,7 @@ def _no_rule(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any, in
     info.needs_at = True
     if module is not None:
         _count_module(info, module, node.name, seen_modules)
-    measured = _run_on_meta(node, module, args, kwargs, at) if at is not None else None
+    measured = _run_on_meta(node, module, args, kwargs, at, n_axes) if at is not None else None
     if measured is None:
         info.value = Unknown(f"node '{node.name}' ({key}) has no rule")
         info.notes.append(f"unknown op {key}{detail}: field unknown; shape and MACs known at "
@@ -286,9 +304,10 @@ def _no_rule(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any, in
 
 
 def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any,
-                 at: dict[sympy.Symbol, int]) -> tuple[Any, int] | None:
+                 at: dict[sympy.Symbol, int], n_axes: int) -> tuple[Any, int] | None:
     """Run one op on meta tensors at concrete sizes: (output TensorInfo(s), MACs) or None."""
     first_in: list[TensorInfo] = []
+    data_in: list[TensorInfo] = []
 
     def to_meta(v: Any) -> Any:
         if isinstance(v, TensorInfo):
@@ -298,7 +317,10 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
                 raise _CannotMeasure
             if not first_in:
                 first_in.append(v)
-            return torch.empty([int(d) for d in dims], device="meta")
+            if not v.const:
+                data_in.append(v)
+            return torch.empty([int(d) for d in dims], device="meta",
+                               dtype=v.dtype if isinstance(v.dtype, torch.dtype) else None)
         if isinstance(v, Unknown):
             raise _CannotMeasure
         if isinstance(v, (tuple, list, dict)):
@@ -322,7 +344,8 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
         # unless the module itself lives on meta
         on_meta = module is not None and any(p.is_meta for p in module.parameters())
         if on_meta:
-            raise RfgraphError(f"node '{node.name}' ({node.target}) cannot run on meta "
+            raise RfgraphError(f"node '{node.name}' ({rules.target_name(node.target)}) cannot "
+                               "run on meta "
                                f"tensors: {_first(meta_exc)}") from None
         try:
             real = _to_real((margs, mkwargs))
@@ -330,10 +353,13 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
             how = ("on zeros on the CPU (its code is data-dependent and cannot run on meta; "
                    "another input may take another branch)")
         except Exception as exc:
-            raise RfgraphError(f"node '{node.name}' ({node.target}) failed when run at the "
+            raise RfgraphError(f"node '{node.name}' ({rules.target_name(node.target)}) failed "
+                               "when run at the "
                                f"evaluated sizes: {_first(exc)}") from None
     ref = first_in[0] if first_in else None
-    n_axes = len(ref.rf) if ref is not None else 0
+    # an op on sizes and constants only (torch.arange(h), a mask built from shapes) gives a
+    # constant: no field, ignored by merges
+    const = not data_in and (module is None or not any(True for _ in module.parameters()))
 
     def to_info(v: Any) -> Any:
         if isinstance(v, torch.Tensor):
@@ -342,7 +368,8 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
                 axes = ref.axes
             else:
                 axes = (None,) * v.ndim
-            return TensorInfo(shape, axes, (None,) * n_axes)
+            return TensorInfo(shape, axes, (None,) * n_axes, const=const,
+                              dtype=None if v.is_floating_point() else v.dtype)
         if isinstance(v, (tuple, list, dict)) or dataclasses.is_dataclass(v):
             return map_structure(to_info, v)
         return v
@@ -361,6 +388,7 @@ def _count_module(info: NodeInfo, module: nn.Module, name: str,
     info.params = sum(p.numel() for p in module.parameters())
     info.buffers = sum(b.numel() for b in module.buffers())
     info.params_formula = f"numel of the module's parameters = {info.params}"
+    _claim_params(info, module, name, seen_modules)
 
 
 def _first(exc: BaseException) -> str:

@@ -100,6 +100,7 @@ def analysis_to_dict(a: Analysis) -> dict[str, Any]:
             "macs_at": a.total_macs_at,
             "macs_measured": a.measured_macs,
             "complete": a.complete,
+            "conditions": a.conditions,
             "incomplete_nodes": [n.name for n in a.incomplete_nodes],
             "buffers": int(a.total_buffers),
             "unknown_nodes": [n.name for n in a.unknown_nodes],

@@ -106,6 +106,10 @@ def format_table(a: Analysis, depth: int | None = None) -> str:
         lines.append(text + ")")
     else:
         lines.append(f"MACs: {format_expr(a.value_of(a.total_macs))}")
+    conditions = a.conditions
+    if conditions and a.at is None:
+        lines.append("conditions on the input sizes: " + "; ".join(conditions[:8])
+                     + (f"; … ({len(conditions)} in all)" if len(conditions) > 8 else ""))
     incomplete = a.incomplete_nodes
     if incomplete:
         lines.append(f"incomplete: the formulas leave out {len(incomplete)} node(s) without a "

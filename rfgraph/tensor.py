@@ -24,6 +24,9 @@ class TensorInfo:
     axes: tuple[int | None, ...]
     rf: tuple[AxisRF | None, ...]
     const: bool = False  # a parameter or buffer: no field of its own, ignored by merges
+    #: the torch dtype when it matters and is known (buffers, measured outputs), else None
+    #: (float): only used to build stand-in tensors when an op must be measured
+    dtype: object = None
 
     def __post_init__(self) -> None:
         if len(self.shape) != len(self.axes):
@@ -45,4 +48,4 @@ class TensorInfo:
     def with_shape(self, shape, axes=None, rf=None) -> TensorInfo:
         return TensorInfo(tuple(sympy.sympify(s) for s in shape),
                           self.axes if axes is None else tuple(axes),
-                          self.rf if rf is None else tuple(rf), self.const)
+                          self.rf if rf is None else tuple(rf), self.const, self.dtype)

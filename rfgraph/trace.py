@@ -21,8 +21,9 @@ class RfTracer(fx.Tracer):
     """An fx tracer that keeps every module rfgraph has a rule for as one node, and every module
     in ``forced_leaves`` (whose forward could not be traced) as an opaque node."""
 
-    def __init__(self, forced_leaves: dict[str, str] | None = None) -> None:
-        super().__init__()
+    def __init__(self, forced_leaves: dict[str, str] | None = None,
+                 autowrap: tuple = ()) -> None:
+        super().__init__(autowrap_functions=autowrap)
         self.forced_leaves = dict(forced_leaves or {})
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -62,14 +63,20 @@ def trace(model: nn.Module) -> fx.GraphModule:
     if lookup_module(model) is not None:  # a single covered layer: trace a one-node wrapper
         model = _Single(model)
     forced: dict[str, str] = {}
+    autowrap: tuple = ()
     for _ in range(200):
-        tracer = RfTracer(forced)
+        tracer = RfTracer(forced, autowrap)
         try:
             graph = tracer.trace(model)
             break
         except _NeedsLeaf as need:
             forced[need.qualname] = _one_line(need.cause)
         except Exception as exc:  # fx raises many kinds; report one line
+            if not autowrap and library_notrace_functions():
+                # the library marks functions that fx cannot trace (timm's
+                # register_notrace_function): keep those as single calls and try again
+                autowrap = library_notrace_functions()
+                continue
             raise TraceError(f"could not trace {type(model).__name__} with torch.fx: "
                              f"{_one_line(exc)} (in its own forward, so no submodule can be "
                              "kept as a leaf instead)") from None
@@ -79,6 +86,18 @@ def trace(model: nn.Module) -> fx.GraphModule:
     gm = fx.GraphModule(tracer.root, graph, name)
     gm.meta["rfgraph_forced_leaves"] = forced
     return gm
+
+
+def library_notrace_functions() -> tuple:
+    """Functions that an already-imported library (timm) declares untraceable by fx."""
+    import sys
+
+    fx_mod = sys.modules.get("timm.layers._fx")
+    if fx_mod is None:
+        return ()
+    funcs = getattr(fx_mod, "_autowrap_functions", ())
+    return tuple(sorted((f for f in funcs if callable(f)),
+                        key=lambda f: f"{getattr(f, '__module__', '')}.{f.__name__}"))
 
 
 class _Single(nn.Module):

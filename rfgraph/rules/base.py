@@ -141,9 +141,22 @@ def _by_name(obj: Any) -> tuple[Rule, str] | None:
     return _BY_NAME.get(qual) or _BY_NAME.get(name)
 
 
+_BEHAVIOUR = ("forward", "_conv_forward")
+
+
+def _same_behaviour(sub: type, cls: type) -> bool:
+    """False when ``sub`` overrides how ``cls`` computes (timm's Conv2dSame pads in forward,
+    ScaledStdConv2d standardises its weight): the rule for ``cls`` would then be wrong, so the
+    subclass is traced through (or reported) instead."""
+    return all(getattr(sub, name, None) is getattr(cls, name, None)
+               for name in _BEHAVIOUR if hasattr(cls, name))
+
+
 def lookup_module(module: nn.Module) -> tuple[Rule, str] | None:
     for cls in type(module).__mro__:
         if cls in _REGISTRY:
+            if cls is not type(module) and not _same_behaviour(type(module), cls):
+                return None
             return _REGISTRY[cls]
         if cls is nn.Module:
             break

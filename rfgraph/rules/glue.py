@@ -30,8 +30,8 @@ FUNCTIONAL_TRANSPARENT = tuple(dict.fromkeys((  # some F.* are the torch.* objec
     torch.clone, torch.clamp, torch.abs, torch.exp, torch.neg, operator.neg,
 )))
 METHOD_TRANSPARENT = ("relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "contiguous",
-                      "clone", "clamp", "clamp_", "abs", "exp", "neg", "float", "double", "half",
-                      "to", "type_as", "detach", "requires_grad_")
+                      "clone", "clamp", "clamp_", "abs", "exp", "neg", "detach",
+                      "requires_grad_")  # casts (to, float, ...) live in rules/tensors.py
 
 
 def _passthrough(call: Call, family: str) -> OpResult:
@@ -57,6 +57,9 @@ def identity_module(call: Call) -> OpResult:
 
 @register(*FUNCTIONAL_TRANSPARENT, *METHOD_TRANSPARENT, family="activation")
 def transparent_call(call: Call) -> OpResult:
+    value = call.arg(0, "input")
+    if call.target is operator.neg and not isinstance(value, TensorInfo):
+        return OpResult(sympy.expand(-sympy.sympify(value)), kind="shape", family="shape")
     return _passthrough(call, "activation")
 
 
@@ -212,14 +215,14 @@ def _broadcast(call: Call, tensors: list[TensorInfo]) -> tuple[TensorInfo, list[
             conditions.extend(sympy.Eq(distinct[0], s) for s in distinct[1:])
         shape.append(distinct[0] if distinct else Integer(1))
         axes.append(ax)
-    n_axes = len(tensors[0].rf)
+    n_axes = max(len(t.rf) for t in tensors)
     rf = []
     live = [t for t in tensors if not t.const] or tensors[:1]
     for a in range(n_axes):
         fields, bcast, lengths = [], [], []
         for t in live:
             d = t.dim_of_axis(a)
-            fields.append(t.rf[a])
+            fields.append(t.rf[a] if a < len(t.rf) else None)
             bcast.append(d is None or t.shape[d] == 1)
             lengths.append(None if d is None else t.shape[d])
         rf.append(merge_rfs(fields, bcast, lengths))
@@ -249,6 +252,9 @@ _SIZE_OPS = {"add": operator.add, "iadd": operator.add, "sub": operator.sub,
 def _size_arithmetic(call: Call) -> OpResult:
     name = call.target if isinstance(call.target, str) else call.target.__name__
     op = _SIZE_OPS.get(name.strip("_"))
+    if op is not None and any(isinstance(v, (tuple, list)) for v in call.args[:2]):
+        # sequences of sizes: Python's own semantics (tuple + tuple, (h, w) * 2)
+        return OpResult(op(*call.args[:2]), kind="shape", family="shape")
     values = [sympy.sympify(v) for v in call.args[:2]]
     if op is None or len(values) != 2:
         raise RuleError(f"{call.where()}: no tensor operand")
@@ -443,3 +449,37 @@ def assert_(call: Call) -> OpResult:
         conditions.append(value)
     return OpResult(None, kind="guard", family="other", conditions=conditions,
                     notes=[f"assert: {message}"] if message else [])
+
+
+def _resample_pos_embed(call: Call) -> OpResult:
+    """timm's ``resample_abs_pos_embed(posemb, new_size, old_size, num_prefix_tokens, ...)``:
+    the position embedding (a parameter, 1 × (prefix + h·w) × C) interpolated to the token grid
+    ``new_size``. A constant of shape 1 × (prefix + new_h·new_w) × C; interpolation counts no
+    MACs (as FlopCounterMode)."""
+    pos = call.tensor(0, "posemb")
+    new = call.arg(1, "new_size")
+    prefix = call.arg(3, "num_prefix_tokens", 1)
+    if not isinstance(new, (tuple, list)) or len(new) != 2:
+        raise Unsupported(f"{call.where()}: new_size {new!r}")
+    tokens = sympy.expand(sympy.sympify(new[0]) * sympy.sympify(new[1]) + int(prefix))
+    y = TensorInfo((pos.shape[0], tokens, pos.shape[-1]), (None, None, None),
+                   tuple(None for _ in pos.rf), const=True)
+    return OpResult(y, kind="shape", family="resize",
+                    notes=["position embedding resampled to the token grid (a constant)"])
+
+
+def _resample_pos_embed_nhwc(call: Call) -> OpResult:
+    pos = call.tensor(0, "posemb")
+    new = call.arg(1, "new_size")
+    if not isinstance(new, (tuple, list)) or len(new) != 2:
+        raise Unsupported(f"{call.where()}: new_size {new!r}")
+    shape = (pos.shape[0], sympy.sympify(new[0]), sympy.sympify(new[1]), pos.shape[-1])
+    y = TensorInfo(shape, (None,) * 4, tuple(None for _ in pos.rf), const=True)
+    return OpResult(y, kind="shape", family="resize",
+                    notes=["position embedding resampled to the token grid (a constant)"])
+
+
+register_names("timm.layers.pos_embed.resample_abs_pos_embed", family="resize")(
+    _resample_pos_embed)
+register_names("timm.layers.pos_embed.resample_abs_pos_embed_nhwc", family="resize")(
+    _resample_pos_embed_nhwc)

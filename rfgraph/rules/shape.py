@@ -312,6 +312,11 @@ def size(call: Call) -> OpResult:
     return OpResult(value, kind="shape", family="shape")
 
 
+_TENSOR_FACTS = {"device": torch.device("cpu"), "dtype": torch.float32, "is_cuda": False,
+                 "is_meta": False, "layout": torch.strided, "is_sparse": False,
+                 "requires_grad": False, "is_quantized": False}
+
+
 @register(builtins.getattr, family="shape")
 def get_attribute(call: Call) -> OpResult:
     obj, name = call.args[0], call.args[1]
@@ -319,6 +324,10 @@ def get_attribute(call: Call) -> OpResult:
         return OpResult(tuple(obj.shape), kind="shape", family="shape")
     if isinstance(obj, TensorInfo) and name in ("ndim",):
         return OpResult(obj.ndim, kind="shape", family="shape")
+    if isinstance(obj, TensorInfo) and name in _TENSOR_FACTS:
+        # where and how the values live: no bearing on shapes or fields; the analysis runs
+        # with CPU float32 stand-ins when it must measure an op
+        return OpResult(_TENSOR_FACTS[name], kind="shape", family="shape")
     if isinstance(obj, TensorInfo) and name in ("T", "mT"):
         order = list(range(obj.ndim))[::-1] if name == "T" else [
             *range(obj.ndim - 2), obj.ndim - 1, obj.ndim - 2]
