@@ -115,6 +115,9 @@ class AxisRF:
         #: True when the field is an upper bound, not exact (window attention taken as global):
         #: said in the table, the JSON and by verify
         self.upper = False
+        #: (source, n): this field is the source's with its n positions permuted (torch.roll),
+        #: so the union over all positions is the source's
+        self.permutation_of: tuple[AxisRF, Expr] | None = None
 
     # -- evaluation ----------------------------------------------------------------------------
     def start_at(self, y: int | Expr) -> Expr:
@@ -311,6 +314,8 @@ class AxisRF:
         + linear): the union over positions, size (n-1)*j + r for uniform fields."""
         if self._extent is not None:
             return self.as_global(self.jump * n)
+        if self.permutation_of is not None and sympy.expand(self.permutation_of[1] - n) == 0:
+            return self.permutation_of[0].collapsed(n)._upper_if(self.upper)
         s0, e0 = self._eval(0, 0), self._eval(1, n - 1)  # first/last live element's ends
         g = global_rf(s0, e0, self.jump * n, self.aligned, self.reason, self.notes)
         g._source = self

@@ -93,7 +93,10 @@ def format_table(a: Analysis, depth: int | None = None) -> str:
     lines.append(f"params: {a.total_params:,}   buffers: {a.total_buffers:,}")
     if a.params_unreached:
         mods = sorted(a.params_unreached)
-        shown = ", ".join(mods[:6]) + (f", … ({len(mods)} modules)" if len(mods) > 6 else "")
+        tops = list(dict.fromkeys(m.split(".")[0] for m in mods))  # aux1, aux2: not every conv
+        shown = ", ".join(tops[:6]) + (", …" if len(tops) > 6 else "")
+        if len(mods) > len(tops[:6]):
+            shown += f" ({len(mods)} modules)"
         lines.append(f"params not reached by forward ({a.mode} mode): "
                      f"{a.total_params_unreached:,} in {shown}")
     total_at = a.total_macs_at

@@ -145,6 +145,18 @@ def _int_if_number(value: Expr) -> Expr | int:
 
 
 def padded_size(n: Expr, left: Expr | int, right: Expr | int) -> Expr:
+    """Memoised :func:`_padded_size` (every Swin block pads the same sizes: the proof is the
+    costly part)."""
+    key = (sympy.sympify(n), sympy.sympify(left), sympy.sympify(right))
+    if key not in _PADDED:
+        _PADDED[key] = _padded_size(*key)
+    return _PADDED[key]
+
+
+_PADDED: dict[tuple, Expr] = {}
+
+
+def _padded_size(n: Expr, left: Expr | int, right: Expr | int) -> Expr:
     """n + left + right, written as m·ceiling(n/m) (or m·floor(n/m)) when the padding is the
     usual "round up to a multiple" amount: ``W % 2``, ``(ws - W % ws) % ws`` (a SymPy ``Mod``).
 
