@@ -317,7 +317,8 @@ class AxisRF:
         if self.permutation_of is not None and sympy.expand(self.permutation_of[1] - n) == 0:
             return self.permutation_of[0].collapsed(n)._upper_if(self.upper)
         s0, e0 = self._eval(0, 0), self._eval(1, n - 1)  # first/last live element's ends
-        g = global_rf(s0, e0, self.jump * n, self.aligned, self.reason, self.notes)
+        g = global_rf(s0, e0, self.jump * n, self.aligned, self.reason, self.notes,
+                      normalized=True)  # _eval's values are normalised
         g._source = self
         return g._upper_if(self.upper)
 
@@ -327,7 +328,7 @@ class AxisRF:
         if sympy.sympify(jump) == self.jump and (notes is None or notes == self.notes):
             return self
         g = global_rf(*self._extent, jump, self.aligned, self.reason,
-                      self.notes if notes is None else notes)
+                      self.notes if notes is None else notes, normalized=True)
         g._source = self._source
         return g._upper_if(self.upper)
 
@@ -340,7 +341,8 @@ class AxisRF:
         """This field, marked as an upper bound of the true one (with the reason)."""
         if self._extent is not None:
             g = global_rf(*self._extent, self.jump, self.aligned, self.reason,
-                          self.notes + ((note,) if note not in self.notes else ()))
+                          self.notes + ((note,) if note not in self.notes else ()),
+                          normalized=True)
             g._source = self._source
         else:
             g = self.with_note(note)
@@ -360,11 +362,12 @@ class AxisRF:
 
 
 def global_rf(first: Expr, last: Expr, jump: Expr, aligned: bool = True, reason: str = "",
-              notes: tuple[str, ...] = ()) -> AxisRF:
+              notes: tuple[str, ...] = (), normalized: bool = False) -> AxisRF:
     """A global field: every output element sees input pixels ``first .. last`` (after global
     pooling, a squeeze-and-excitation gate, attention or a token-mixing MLP). One closed form,
     never a nest of Min/Max."""
-    first, last = normalize(sympy.expand(first)), normalize(sympy.expand(last))
+    if not normalized:
+        first, last = normalize(sympy.expand(first)), normalize(sympy.expand(last))
     rf = AxisRF(lambda y: first, lambda y: last, jump, 1, aligned, reason, notes,
                 is_global=True)
     rf._extent = (first, last)
@@ -488,7 +491,7 @@ def _merge_with_global(present: list[AxisRF], broadcast: list[bool],
     for r in present:
         notes += tuple(x for x in r.notes if x not in notes)
     jump = local_jumps[0] if local_jumps else globals_[0].jump
-    g = global_rf(lo, hi, jump, aligned, reason, notes)
+    g = global_rf(lo, hi, jump, aligned, reason, notes, normalized=True)  # extents are
     g._source = globals_[0]._source
     return g._upper_if(any(r.upper for r in present))
 

@@ -153,18 +153,16 @@ def _same_behaviour(sub: type, cls: type) -> bool:
 
 
 def lookup_module(module: nn.Module) -> tuple[Rule, str] | None:
-    for cls in type(module).__mro__:
-        if cls in _REGISTRY:
-            if cls is not type(module) and not _same_behaviour(type(module), cls):
-                return None
-            return _REGISTRY[cls]
+    """The rule for the module's class, or for the nearest base class whose computation it
+    does not override; a rule by name (timm's Conv2dSame) counts as the class's own."""
+    sub = type(module)
+    for cls in sub.__mro__:
         if cls is nn.Module:
             break
-    for cls in type(module).__mro__:
-        if cls is nn.Module:
-            break
-        found = _by_name(cls)
+        found = _REGISTRY.get(cls) or _by_name(cls)
         if found is not None:
+            if cls is not sub and not _same_behaviour(sub, cls):
+                return None
             return found
     return None
 

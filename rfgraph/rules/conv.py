@@ -223,8 +223,12 @@ def conv_transpose_module(call: Call) -> OpResult:
 
 
 def _pool_nd(module: nn.Module) -> int:
-    name = type(module).__name__
-    return int(name[-2])
+    """1, 2 or 3 from the pooling class or the first base class that says it (a user's
+    ``FancyPool(nn.MaxPool2d)`` is 2-D)."""
+    for cls in type(module).__mro__:
+        if cls.__name__[-2:] in ("1d", "2d", "3d"):
+            return int(cls.__name__[-2])
+    raise RuleError(f"cannot tell the dimension of {type(module).__name__}")
 
 
 def pool_core(call: Call, x: TensorInfo, nd: int, kernel, stride, padding, dilation,

@@ -50,7 +50,7 @@ def reshape_core(call: Call, x: TensorInfo, target: list) -> OpResult:
     except RuleError:
         ref = _reference_sizes(x.numel(), prod(target))
         if ref is None:
-            raise
+            return _reshape_grouped(call, x, target, None, pin_last=True)
         # sizes pinned by constants in the target (a window count fixed at construction, as
         # in torchvision's MaxViT): group as torch does at a size where the numels agree, and
         # state each group's equality as a condition
@@ -69,7 +69,8 @@ def _reference_sizes(a: Expr, b: Expr) -> dict | None:
     return None
 
 
-def _reshape_grouped(call: Call, x: TensorInfo, target: list, ref: dict | None) -> OpResult:
+def _reshape_grouped(call: Call, x: TensorInfo, target: list, ref: dict | None,
+                     pin_last: bool = False) -> OpResult:
     # group dims: advance on both sides until the running products agree
     axes: list[int | None] = [None] * len(target)
     rf = list(x.rf)
@@ -103,8 +104,15 @@ def _reshape_grouped(call: Call, x: TensorInfo, target: list, ref: dict | None) 
                 pj = pj * target[j]
                 j += 1
             else:
-                raise RuleError(f"{call.where()}: cannot view {tuple(x.shape)} as "
-                                f"{tuple(target)}")
+                # both sides used up: the last group's products must be equal (a token count
+                # pinned by constants, as MViT's reshape of its tokens to a fixed (8, 56, 56))
+                cond = sympy.Eq(pi, pj)
+                if not pin_last or cond is sympy.false or not (
+                        pi.free_symbols or pj.free_symbols):
+                    raise RuleError(f"{call.where()}: cannot view {tuple(x.shape)} as "
+                                    f"{tuple(target)}")
+                match = True if cond is sympy.true else cond
+                break
         if match is not True:
             conditions.append(match)
         # absorb size-1 dims on either side into the group (they carry no data)

@@ -259,3 +259,42 @@ def normalize(call: Call) -> OpResult:
     if a is not None and rf[a] is not None:
         rf[a] = rf[a].collapsed(x.shape[d])
     return OpResult(x.with_shape(x.shape, rf=rf), kind="transparent", family="norm")
+
+
+# -- more reductions (norms, statistics) ---------------------------------------------------------
+#: where dim and keepdim sit positionally, per op (after the input)
+_REDUCTIONS = {
+    torch.norm: (2, 3), "norm": (2, 3), torch.linalg.vector_norm: (2, 3),
+    torch.std: (1, 3), "std": (1, 3), torch.var: (1, 3), "var": (1, 3),
+    torch.logsumexp: (1, 2), "logsumexp": (1, 2), torch.prod: (1, 2), "prod": (1, 2),
+    torch.any: (1, 2), "any": (1, 2), torch.all: (1, 2), "all": (1, 2),
+}
+
+
+@register(*_REDUCTIONS, family="pool")
+def reduction(call: Call) -> OpResult:
+    """x.norm(p, dim, keepdim), std/var/logsumexp/prod/any/all over dims: as ``mean``: the
+    reduced axes become global. No MACs (FlopCounterMode counts none)."""
+    x = call.tensor(0, "input")
+    dim_at, keep_at = _REDUCTIONS[call.target]
+    dims = call.arg(dim_at, "dim")
+    if dims is None:
+        dims = list(range(x.ndim))
+    if isinstance(dims, int):
+        dims = [dims]
+    if not all(isinstance(d, int) for d in dims):
+        raise Unsupported(f"{call.where()}: reduction over {dims!r}")
+    dims = sorted({int(d) % x.ndim for d in dims})
+    keepdim = bool(call.arg(keep_at, "keepdim", False))
+    rf = list(x.rf)
+    for d in dims:
+        a = x.axes[d]
+        if a is not None and rf[a] is not None:
+            rf[a] = rf[a].collapsed(x.shape[d])
+    if keepdim:
+        shape = [Integer(1) if k in dims else s for k, s in enumerate(x.shape)]
+        axes = list(x.axes)
+    else:
+        shape = [s for k, s in enumerate(x.shape) if k not in dims]
+        axes = [a for k, a in enumerate(x.axes) if k not in dims]
+    return OpResult(TensorInfo(tuple(shape), tuple(axes), tuple(rf), x.const), family="pool")
