@@ -52,3 +52,43 @@ def test_grouped_and_stacked():
     assert seed_facts.grouped() == (64 * 64 * 9, 64 * 64 * 9 // 4)
     r2, p2, r1, p1 = seed_facts.stacked_small_kernels(c=16)
     assert (r2, p2, r1, p1) == (5, 2 * 9 * 16 * 16, 5, 25 * 16 * 16)
+
+
+# -- examples/modern_models.py -------------------------------------------------------------------
+def _flop_macs(model, shape):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as c:
+        model(torch.zeros(shape))
+    return c.get_total_flops() // 2
+
+
+def test_modern_vit_formula_valid_at_every_size():
+    from examples import modern_models
+    from examples.zoo.vit import vit_dynamic
+
+    formula, at64, at96 = modern_models.vit_macs()
+    assert at64 == _flop_macs(vit_dynamic(), (1, 3, 64, 64))
+    assert at96 == _flop_macs(vit_dynamic(), (1, 3, 96, 128))
+    # quadratic in the token count t = floor(H/8)*floor(W/8): 64x64 -> t = 64
+    assert "floor(H/8)**2*floor(W/8)**2" in formula
+
+
+def test_modern_fixed_vit_states_its_size():
+    from examples import modern_models
+
+    assert modern_models.vit_fixed_conditions()[:2] == ["H = 67", "W = 67"]
+
+
+def test_modern_se_field_is_global_and_aux_params_add_up():
+    from examples import modern_models
+    from examples.zoo.googlenet_aux import googlenet_aux
+
+    size, is_global, _ = modern_models.se_field()
+    assert is_global and "Max" not in size
+    p = modern_models.aux_params()
+    numel = sum(q.numel() for q in googlenet_aux().parameters())
+    assert p["eval_params"] + p["eval_unreached"] == numel == p["numel"]
+    assert p["eval_unreached"] > 0 and p["train_unreached"] == 0 and p["train_params"] == numel
