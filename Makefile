@@ -38,8 +38,10 @@ test: $(STAMP) dot
 
 # Long random fuzzing (not in CI): hypothesis without derandomisation, many examples
 # (tests/test_verify_fuzz.py: 4x the fuzz profile's max_examples, 20000 random models, ~5 min).
+# tests/test_global_fields.py: random SE/residual DAGs checked against the gradient probe.
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_rules_property.py tests/test_verify_fuzz.py -x
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_rules_property.py tests/test_verify_fuzz.py \
+	  tests/test_global_fields.py -x
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_analyze.py

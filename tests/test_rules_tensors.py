@@ -172,3 +172,71 @@ def test_casts_keep_shape_and_field():
     a = _analyze(Cast())
     assert a.complete
     assert [int(f.size) for f in a.field(a.output)] == [3, 3]
+
+
+class PinnedReshape(nn.Module):
+    """A map reshaped to a constant token count (7·7 = 49): valid only when H·W = 49."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 64, 1)
+
+    def forward(self, x):
+        y = self.conv(x).permute(0, 2, 3, 1)
+        return y.reshape(1, 49, 2, 32).sum(2)
+
+
+def test_reshape_to_a_pinned_token_count_states_the_condition():
+    a = _analyze(PinnedReshape(), (1, 3, "H", "W"))
+    assert a.complete and "H*W = 49" in a.conditions
+    b = a.evaluate(H=7, W=7)
+    out = PinnedReshape()(torch.zeros(1, 3, 7, 7))
+    assert [b.int_of(s) for s in b.output.tensor.shape] == list(out.shape) == [1, 49, 32]
+    with pytest.raises(rfgraph.RfgraphError, match="H\\*W = 49"):
+        a.evaluate(H=7, W=8)  # torch cannot view 56 positions as 49 either
+
+
+def test_unmatched_symbolic_reshape_is_unsupported_not_fatal():
+    """gcvit's (n, ceil(H/32), ceil(W/32), 64) -> (n, 49, 2, 32): rfgraph cannot group it
+    symbolically; the rule says Unsupported (the node is then measured), not a user error."""
+    from rfgraph.rules.base import Call, Unsupported
+    from rfgraph.rules.shape import reshape_core
+    from rfgraph.symbolic import ceildiv, floordiv
+    from rfgraph.tensor import TensorInfo
+
+    H, W = axis_symbol("H"), axis_symbol("W")
+    n = floordiv(H + 3, 28) * floordiv(W + 3, 28)
+    x = TensorInfo((n, ceildiv(H, 32), ceildiv(W, 32), sympy.Integer(64)), (None,) * 4,
+                   (None, None))
+    call = Call("reshape_3", None, "attn", "reshape", (x, n, 49, 2, 32), {})
+    with pytest.raises(Unsupported):
+        reshape_core(call, x, [n, 49, 2, 32])
+    with pytest.raises(rfgraph.RfgraphError, match="cannot view"):  # numbers: a real mismatch
+        y = TensorInfo((sympy.Integer(2), sympy.Integer(6)), (None, None), ())
+        reshape_core(Call("r", None, "", "reshape", (y, 5, 2), {}), y, [5, 2])
+
+
+class Opaque(nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+def test_a_rule_raising_unsupported_makes_the_node_measured():
+    from rfgraph.rules.base import _REGISTRY, Unsupported
+
+    def refuse(call):
+        raise Unsupported("not this variant")
+
+    rfgraph.register_rule(Opaque, refuse)
+    try:
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), Opaque(), nn.Conv2d(4, 2, 1))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            a = rfgraph.analyze(model, (1, 3, "H", "W"))
+        assert any("not this variant" in str(w.message) for w in caught)
+        assert not a.complete and [n.name for n in a.unknown_nodes][:1] == ["_1"]
+        b = a.evaluate(H=9, W=11)
+        _, macs = _oracle(model, (1, 3, 9, 11))
+        assert b.total_macs_at == macs
+    finally:
+        _REGISTRY.pop(Opaque, None)

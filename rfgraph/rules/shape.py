@@ -23,7 +23,7 @@ from ..errors import RuleError
 from ..receptive_field import merge_rfs
 from ..symbolic import ceildiv, floordiv, is_int_valued
 from ..tensor import TensorInfo
-from .base import Call, OpResult, prod, register, register_names
+from .base import Call, OpResult, Unsupported, prod, register, register_names
 
 
 def _eq(a: Expr, b: Expr) -> bool:
@@ -37,6 +37,23 @@ def _as_dims(call: Call, values) -> list:
 
 
 def reshape_core(call: Call, x: TensorInfo, target: list) -> OpResult:
+    """A reshape's shape and fields. When the sizes are symbolic and rfgraph cannot match the
+    two shapes (a product of sizes pinned by constants in the middle of the shape), the node is
+    reported and measured at concrete sizes (``Unsupported``) instead of failing the analysis;
+    with numbers only, a mismatch is the model's error."""
+    try:
+        return _reshape_core(call, x, target)
+    except Unsupported:
+        raise
+    except RuleError as exc:
+        symbolic = any(sympy.sympify(v).free_symbols for v in (*x.shape, *target)
+                       if not isinstance(v, TensorInfo))
+        if symbolic:
+            raise Unsupported(str(exc).removeprefix(f"{call.where()}: ")) from exc
+        raise
+
+
+def _reshape_core(call: Call, x: TensorInfo, target: list) -> OpResult:
     target = [sympy.sympify(t) for t in target]
     minus = [i for i, t in enumerate(target) if t == -1]
     if len(minus) > 1:
@@ -63,10 +80,28 @@ def _reference_sizes(a: Expr, b: Expr) -> dict | None:
     syms = sorted(diff.free_symbols, key=lambda v: v.name)
     if not syms:
         return None
+    if diff in _REFERENCE_CACHE:
+        return _REFERENCE_CACHE[diff]
+    try:  # a float screen (fast), every hit confirmed exactly
+        fast = sympy.lambdify(syms, diff, modules="math")
+    except Exception:  # pragma: no cover - lambdify cannot print some expression
+        fast = None
+    found = None
     for v in range(1, 4097):
+        if fast is not None:
+            try:
+                if abs(fast(*([v] * len(syms)))) > 0.5:
+                    continue
+            except (ValueError, ZeroDivisionError, OverflowError):
+                pass
         if diff.xreplace({s: Integer(v) for s in syms}) == 0:
-            return {s: Integer(v) for s in syms}
-    return None
+            found = {s: Integer(v) for s in syms}
+            break
+    _REFERENCE_CACHE[diff] = found
+    return found
+
+
+_REFERENCE_CACHE: dict = {}
 
 
 def _reshape_grouped(call: Call, x: TensorInfo, target: list, ref: dict | None,
