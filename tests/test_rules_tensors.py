@@ -240,3 +240,28 @@ def test_a_rule_raising_unsupported_makes_the_node_measured():
         assert b.total_macs_at == macs
     finally:
         _REGISTRY.pop(Opaque, None)
+
+
+class Reductions(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):  # ConvNeXt-V2's GRN: x.norm over the spatial dims
+        y = self.conv(x)
+        g = y.norm(p=2, dim=(2, 3), keepdim=True)
+        s = y.std(dim=(2, 3), keepdim=True) + torch.logsumexp(y, dim=1, keepdim=True)
+        return y * g / (g.mean(dim=1, keepdim=True) + 1e-6) + s
+
+
+@pytest.mark.parametrize("hw", SIZES)
+def test_norm_and_statistics_reduce_like_mean(hw):
+    model = Reductions()
+    a = _analyze(model)
+    assert a.complete
+    h, w = hw
+    out, macs = _oracle(model, (2, 3, h, w))
+    assert _shape_at(a.output.tensor, h, w) == list(out.shape)
+    assert a.evaluate(H=h, W=w).total_macs_at == macs
+    # the norm over H and W makes the field global: the whole (h - 2)-row map of 3-row fields
+    assert int(a.evaluate(H=h, W=w).field_at(a.output)[0].size) == h

@@ -357,8 +357,12 @@ def reduce_dims(call: Call) -> OpResult:
         dims = list(range(x.ndim))
     if isinstance(dims, int):
         dims = [dims]
+    return reduce_core(x, dims, bool(call.arg(2, "keepdim", False)))
+
+
+def reduce_core(x: TensorInfo, dims: list, keepdim: bool) -> OpResult:
+    """Reduce ``dims`` of ``x`` (mean, sum, norm, std, ...): the reduced axes become global."""
     dims = sorted({int(d) % x.ndim for d in dims})
-    keepdim = bool(call.arg(2, "keepdim", False))
     rf = _collapse_dims(x, dims)
     if keepdim:
         shape = [Integer(1) if k in dims else s for k, s in enumerate(x.shape)]

@@ -284,17 +284,6 @@ def reduction(call: Call) -> OpResult:
         dims = [dims]
     if not all(isinstance(d, int) for d in dims):
         raise Unsupported(f"{call.where()}: reduction over {dims!r}")
-    dims = sorted({int(d) % x.ndim for d in dims})
-    keepdim = bool(call.arg(keep_at, "keepdim", False))
-    rf = list(x.rf)
-    for d in dims:
-        a = x.axes[d]
-        if a is not None and rf[a] is not None:
-            rf[a] = rf[a].collapsed(x.shape[d])
-    if keepdim:
-        shape = [Integer(1) if k in dims else s for k, s in enumerate(x.shape)]
-        axes = list(x.axes)
-    else:
-        shape = [s for k, s in enumerate(x.shape) if k not in dims]
-        axes = [a for k, a in enumerate(x.axes) if k not in dims]
-    return OpResult(TensorInfo(tuple(shape), tuple(axes), tuple(rf), x.const), family="pool")
+    from .glue import reduce_core
+
+    return reduce_core(x, dims, bool(call.arg(keep_at, "keepdim", False)))
