@@ -481,7 +481,9 @@ def _merge_with_global(present: list[AxisRF], broadcast: list[bool],
         if id(r) in sources:
             continue  # the field the global one was pooled from: inside it by construction
         n = lengths[i] if lengths is not None and i < len(lengths) else None
-        if n is None or r.gappy:
+        if n is None or r.gappy or r.affine is None:
+            # only an affine field is certainly monotone (its first and last elements bound
+            # the others); anything else takes the general, element-wise path
             return None
         if not (_at_most(lo, r.start_at(0)) and _at_most(r.end_at(sympy.sympify(n) - 1), hi)):
             return None
