@@ -215,7 +215,7 @@ class AxisRF:
     def centre_twice(self, y: int | Expr) -> Expr:
         if self.affine is not None and isinstance(y, int):
             r, j, o = self.affine
-            return Integer(2 * (o + j * y) + r - 1)
+            return sympy.expand(2 * (o + j * y) + r - 1)
         return sympy.expand(self.start_at(y) + self.end_at(y))
 
     # -- composition ---------------------------------------------------------------------------
@@ -263,7 +263,10 @@ class AxisRF:
         k_eff = dilation * (kernel - 1) + 1
         if self._extent is not None:  # a window of identical fields: the same field
             return self.as_global(self.jump * stride)
-        if self.affine is not None and isinstance(pad_left, int):
+        if self.affine is not None and (isinstance(pad_left, int)
+                                        or sympy.sympify(pad_left).is_integer):
+            # (a padding that depends on the input size, as TensorFlow SAME padding, only moves
+            # the offset: the field stays affine)
             r, j, o = self.affine
             return _affine_rf(r + (k_eff - 1) * j, j * stride, o - pad_left * j, self.aligned,
                               self.reason, self.notes)
@@ -379,11 +382,14 @@ def identity_rf() -> AxisRF:
     return _affine_rf(1, 1, 0)
 
 
-def _affine_rf(r: int, j: int, o: int, aligned: bool = True, reason: str = "",
+def _affine_rf(r: int, j: int, o: int | Expr, aligned: bool = True, reason: str = "",
                notes: tuple[str, ...] = ()) -> AxisRF:
-    """A field with start(y) = o + j*y and size r (all ints)."""
+    """A field with start(y) = o + j*y and size r (r, j ints; the offset o an int or an
+    integer-valued expression of the input sizes, e.g. after TensorFlow SAME padding)."""
+    o = sympy.sympify(o)
+    o = int(o) if o.is_Integer else normalize(sympy.expand(o))
     return AxisRF(lambda y: o + j * y, lambda y: o + j * y + r - 1, Integer(j), 1, aligned,
-                  reason, notes, (int(r), int(j), int(o)))
+                  reason, notes, (int(r), int(j), o))
 
 
 def _at_most(a: Expr, b: Expr) -> bool:
@@ -436,10 +442,12 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool],
         notes += tuple(n for n in r.notes if n not in notes)
     reason = "; ".join(dict.fromkeys(reasons))
     if all(r.affine is not None for r in unique) and len({r.affine[1] for r in unique}) == 1:
-        lo = min(r.affine[2] for r in unique)
-        hi = max(r.affine[2] + r.affine[0] - 1 for r in unique)
-        j = unique[0].affine[1]
-        return _affine_rf(hi - lo + 1, j, lo, aligned, reason, notes)
+        lo = smallest([r.affine[2] for r in unique])
+        hi = largest([r.affine[2] + r.affine[0] - 1 for r in unique])
+        width = sympy.expand(hi - lo + 1)
+        if width.is_Integer:  # offsets that differ by numbers: still one affine field
+            j = unique[0].affine[1]
+            return _affine_rf(int(width), j, lo, aligned, reason, notes)
 
     def branches(y: Expr) -> list[AxisRF]:  # a branch that reads nothing at y adds nothing
         return [r for r in unique if r.is_live(y)] or unique

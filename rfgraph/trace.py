@@ -64,10 +64,11 @@ def trace(model: nn.Module) -> fx.GraphModule:
         model = _Single(model)
     forced: dict[str, str] = {}
     autowrap: tuple = ()
+    concrete = _default_args(model)
     for _ in range(200):
         tracer = RfTracer(forced, autowrap)
         try:
-            graph = tracer.trace(model)
+            graph = tracer.trace(model, concrete_args=concrete or None)
             break
         except _NeedsLeaf as need:
             forced[need.qualname] = _one_line(need.cause)
@@ -86,6 +87,25 @@ def trace(model: nn.Module) -> fx.GraphModule:
     gm = fx.GraphModule(tracer.root, graph, name)
     gm.meta["rfgraph_forced_leaves"] = forced
     return gm
+
+
+def _default_args(model: nn.Module) -> dict:
+    """forward's optional arguments after the input, at their defaults (``mask=None``,
+    ``return_features=False``): rfgraph analyses ``model(x)``, so fx specialises the code to
+    them instead of tracing ``if mask is not None`` as if a mask were given."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for p in params[1:]:
+        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) or p.default is p.empty:
+            continue
+        if p.default is None or isinstance(p.default, (bool, int, float, str)):
+            out[p.name] = p.default
+    return out
 
 
 def library_notrace_functions() -> tuple:

@@ -200,3 +200,29 @@ def test_drop_path_transparent_and_asserts_become_conditions():
             a.evaluate(H=31, W=12)
         with pytest.raises(rfgraph.RfgraphError, match="sizes do not fit"):
             a.evaluate(H=32, W=13)
+
+
+class OptionalArgs(nn.Module):
+    """hiera/timm style: forward(x, mask=None, return_all=False)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x, mask=None, return_all=False):
+        y = self.conv(x)
+        if mask is not None:  # must not be traced as if a mask were given
+            y = y * mask.view(1, 1, 7, 7)
+        if return_all:
+            return y, x
+        return y
+
+
+def test_optional_forward_arguments_take_their_defaults():
+    a = _analyze(OptionalArgs(), (1, 3, "H", "W"))
+    assert a.complete and not a.unknown_nodes
+    out = OptionalArgs()(torch.zeros(1, 3, 12, 10))
+    H, W = axis_symbol("H"), axis_symbol("W")
+    assert [int(sympy.sympify(s).subs({H: 12, W: 10})) for s in a.output.tensor.shape] == \
+        list(out.shape)
+    assert a.evaluate(H=12, W=10).total_macs_at == _oracle(OptionalArgs(), (1, 3, 12, 10))

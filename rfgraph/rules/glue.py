@@ -436,6 +436,13 @@ def compare(call: Call) -> OpResult:
     return OpResult(value, kind="shape", family="shape")
 
 
+@register(torch.fx._symbolic_trace._assert_is_none, family="other")
+def assert_is_none(call: Call) -> OpResult:
+    """fx's guard for an optional argument specialised to None (the model is called as
+    ``model(x)``): nothing to compute."""
+    return OpResult(None, kind="guard", family="other")
+
+
 @register(torch._assert, family="other")
 def assert_(call: Call) -> OpResult:
     """``torch._assert(h == 224, msg)``: the relation becomes a condition on the input sizes
