@@ -18,7 +18,7 @@ from sympy import Expr, Integer
 from torch import nn
 
 from .errors import InternalError, RfgraphError
-from .receptive_field import identity_rf
+from .receptive_field import decided_at, identity_rf
 from .rules import base as rules
 from .tensor import TensorInfo
 from .trace import module_of, resolve_attr
@@ -134,8 +134,22 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | Non
     warned: dict[str, int] = {}
     seen_modules: dict[int, str] = {}
     n_axes = max(0, len(shape) - 2)
-    placeholders = 0
     numeric: dict[str, bool] = {}
+    with decided_at(at_syms):
+        _annotate_nodes(gm, shape, at_syms, warn, forced, env, infos, warned, seen_modules,
+                        n_axes, numeric)
+    messages = [f"{count} node(s) with op {t!r} have no rule: "
+                + ("measured on meta tensors (numeric only)" if at is not None
+                   else "marked unknown (evaluate at concrete sizes to measure them)")
+                for t, count in warned.items()]
+    return infos, messages
+
+
+def _annotate_nodes(gm: fx.GraphModule, shape: Sequence[Expr], at_syms: dict | None,
+                    warn: bool, forced: dict, env: dict[str, Any], infos: list[NodeInfo],
+                    warned: dict[str, int], seen_modules: dict[int, str], n_axes: int,
+                    numeric: dict[str, bool]) -> None:
+    placeholders = 0
     for node in gm.graph.nodes:
         target, module_type = _target_text(gm, node)
         info = NodeInfo(node.name, node.op, target, module_of(node), module_type,
@@ -185,11 +199,6 @@ def annotate(gm: fx.GraphModule, shape: Sequence[Expr], at: dict[str, int] | Non
                                      f"({forced[str(node.target)]})")
         env[node.name] = info.value
         infos.append(info)
-    messages = [f"{count} node(s) with op {t!r} have no rule: "
-                + ("measured on meta tensors (numeric only)" if at is not None
-                   else "marked unknown (evaluate at concrete sizes to measure them)")
-                for t, count in warned.items()]
-    return infos, messages
 
 
 def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: NodeInfo,

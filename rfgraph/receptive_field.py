@@ -18,7 +18,8 @@ field is a formula in the input size).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import sympy
 from sympy import Expr, Integer, Max, Min
@@ -31,6 +32,36 @@ IndexMap = Callable[[Expr], Expr]
 TapMap = Callable[[Expr], list[Expr]]
 
 
+#: sizes (symbol -> Integer) at which an evaluated analysis is being annotated: a comparison
+#: that SymPy cannot decide for every size is decided at these (the fields of an evaluated
+#: analysis only need to hold there; a symbolic analysis never sets it)
+_DECIDE_AT: list[dict] = []
+
+
+@contextmanager
+def decided_at(values: dict | None) -> Iterator[None]:
+    """Within: undecidable min/max of fields are decided at ``values`` (symbol -> int)."""
+    if not values:
+        yield
+        return
+    _DECIDE_AT.append({k: Integer(v) for k, v in values.items()})
+    try:
+        yield
+    finally:
+        _DECIDE_AT.pop()
+
+
+def _number(d: Expr) -> Expr | None:
+    """``d`` as a number: itself, or its value at the sizes being evaluated."""
+    if d.is_Number:
+        return d
+    if _DECIDE_AT:
+        v = d.xreplace(_DECIDE_AT[-1])
+        if v.is_Number:
+            return v
+    return None
+
+
 def _pick(values: list[Expr], smallest: bool) -> Expr:
     """min/max of integer-valued expressions without SymPy's Min/Max when every difference is a
     number (the usual case: fields of one chain differ by constants); Min/Max otherwise."""
@@ -40,8 +71,8 @@ def _pick(values: list[Expr], smallest: bool) -> Expr:
     best = vals[0]
     rest: list[Expr] = []
     for v in vals[1:]:
-        d = sympy.expand(v - best)
-        if d.is_Number:
+        d = _number(sympy.expand(v - best))
+        if d is not None:
             if (d < 0) == smallest and d != 0:
                 best = v
         else:
@@ -52,8 +83,8 @@ def _pick(values: list[Expr], smallest: bool) -> Expr:
     for v in rest:  # compare the undecided ones with the survivors
         decided = False
         for i, k in enumerate(keep):
-            d = sympy.expand(v - k)
-            if d.is_Number:
+            d = _number(sympy.expand(v - k))
+            if d is not None:
                 if (d < 0) == smallest and d != 0:
                     keep[i] = v
                 decided = True
@@ -110,6 +141,9 @@ class AxisRF:
         self._window_base: tuple[AxisRF, tuple[int, int, int]] | None = None
         #: (first, last): a global field, every element sees exactly these input pixels
         self._extent: tuple[Expr, Expr] | None = None
+        #: the sizes an evaluated analysis was annotated at (see decided_at): the maps are
+        #: evaluated lazily, later, under the same decisions
+        self._decide = _DECIDE_AT[-1] if _DECIDE_AT else None
         #: the field a global one was collapsed from (a merge with it adds nothing)
         self._source: AxisRF | None = None
         #: True when the field is an upper bound, not exact (window attention taken as global):
@@ -167,7 +201,14 @@ class AxisRF:
         key = (which, sympy.sympify(y))
         if key not in self._cache:
             fn = self._start if which == 0 else self._end
-            self._cache[key] = normalize(sympy.expand(fn(key[1])))
+            if self._decide is not None and not (_DECIDE_AT and _DECIDE_AT[-1] is self._decide):
+                _DECIDE_AT.append(self._decide)
+                try:
+                    self._cache[key] = normalize(sympy.expand(fn(key[1])))
+                finally:
+                    _DECIDE_AT.pop()
+            else:
+                self._cache[key] = normalize(sympy.expand(fn(key[1])))
         return self._cache[key]
 
     @property
@@ -392,10 +433,26 @@ def _affine_rf(r: int, j: int, o: int | Expr, aligned: bool = True, reason: str 
                   reason, notes, (int(r), int(j), o))
 
 
+MAX_REASONS = 4
+
+
+def join_reasons(reasons: list[str]) -> str:
+    """The distinct reasons a merged field is unaligned, the first few of them: every merge
+    inherits its inputs' reasons, so without a cap the text doubles at each merge of a
+    branching net (GhostNet-V3 ran out of memory)."""
+    parts: list[str] = []
+    for text in reasons:
+        parts.extend(p for p in text.split("; ") if p and not p.startswith("and "))
+    parts = list(dict.fromkeys(parts))
+    if len(parts) > MAX_REASONS:
+        parts = parts[:MAX_REASONS] + ["and others"]
+    return "; ".join(parts)
+
+
 def _at_most(a: Expr, b: Expr) -> bool:
     """True when a <= b is certain (their difference is a number)."""
-    d = sympy.expand(sympy.sympify(b) - sympy.sympify(a))
-    return bool(d.is_Number and d >= 0)
+    d = _number(sympy.expand(sympy.sympify(b) - sympy.sympify(a)))
+    return bool(d is not None and d >= 0)
 
 
 def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool],
@@ -440,7 +497,7 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool],
     notes: tuple[str, ...] = ()
     for r in unique:
         notes += tuple(n for n in r.notes if n not in notes)
-    reason = "; ".join(dict.fromkeys(reasons))
+    reason = join_reasons(reasons)
     if all(r.affine is not None for r in unique) and len({r.affine[1] for r in unique}) == 1:
         lo = smallest([r.affine[2] for r in unique])
         hi = largest([r.affine[2] + r.affine[0] - 1 for r in unique])
@@ -496,7 +553,7 @@ def _merge_with_global(present: list[AxisRF], broadcast: list[bool],
         if not (_at_most(lo, r.start_at(0)) and _at_most(r.end_at(sympy.sympify(n) - 1), hi)):
             return None
     aligned = all(r.aligned for r in present)
-    reason = "; ".join(dict.fromkeys(r.reason for r in present if r.reason))
+    reason = join_reasons([r.reason for r in present if r.reason])
     notes: tuple[str, ...] = ()
     for r in present:
         notes += tuple(x for x in r.notes if x not in notes)

@@ -109,3 +109,25 @@ def test_se_chain_field_is_one_global_closed_form():
     assert "Max" not in str(f[0].size) and "Min" not in str(f[0].size)
     b = rfgraph.analyze(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), *blocks[:5]), (1, 1, "H", "W"))
     assert str(b.field(b.output)[0].size) == str(f[0].size)
+
+
+class Unaligned(nn.Module):
+    """x + conv_k2(x): the branches' field centres differ (an even kernel), so every merge is
+    unaligned and inherits its inputs' reasons (GhostNet-V3's many parallel branches)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(2, 2, 2, padding=1)
+        self.b = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(x) + self.a(x)[:, :, 1:, 1:]
+
+
+def test_unaligned_reasons_stay_short():
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), *[Unaligned() for _ in range(40)])
+    a = rfgraph.analyze(model, (1, 1, "H", "W"))
+    f = a.field(a.output)[0]
+    assert not f.aligned
+    # without the cap the text doubled at every merge: 40 merges, 2**40 characters
+    assert 0 < len(f.reason) < 1000 and f.reason.count(";") <= 4
