@@ -63,13 +63,7 @@ SPEC = (1, 3, "H", "W")
 assert all(GRAPH_ZOO_INPUTS[n] == SPEC for n in NAMES)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: small probes, and no OpenMP contention on two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def shape_of(sizes: dict[str, int]) -> tuple[int, ...]:

@@ -30,13 +30,7 @@ from rfgraph.receptive_field import identity_rf
 from rfgraph.tensor import TensorInfo
 from rfgraph.verify import CHECKS, add_verify_parser, choose_sizes, cmd_verify, verify
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(autouse=True)

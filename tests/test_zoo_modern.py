@@ -31,13 +31,7 @@ VERIFY_SIZES = {name: (35, 41) for name in NAMES} | {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models: one intra-op thread avoids OpenMP contention with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def build(name: str, mode: str = "eval") -> nn.Module:

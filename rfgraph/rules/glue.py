@@ -389,9 +389,12 @@ def _drop_sample(call: Call) -> OpResult:
     """Stochastic depth / drop path: identity in eval mode; in training mode each sample is
     kept (scaled) or zeroed at random, which changes neither shape nor field. No MACs."""
     x = call.tensor(0, "input")
-    training = call.module.training if call.module is not None else bool(
-        call.arg(3, "training", True)) if "stochastic" in str(call.target) else bool(
-        call.arg(2, "training", False))
+    if call.module is not None:
+        training = call.module.training
+    elif getattr(call.target, "__name__", "") == "stochastic_depth":  # (input, p, mode, training)
+        training = bool(call.arg(3, "training", True))
+    else:  # timm's drop_path(x, drop_prob, training, scale_by_keep)
+        training = bool(call.arg(2, "training", False))
     note = ("identity in eval mode" if not training else
             "training mode: drops whole samples at random (shape and field unchanged)")
     return OpResult(x, kind="transparent", family="other", notes=[note])
