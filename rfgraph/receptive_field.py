@@ -66,30 +66,15 @@ def _pick(values: list[Expr], smallest: bool) -> Expr:
     """min/max of integer-valued expressions without SymPy's Min/Max when every difference is a
     number (the usual case: fields of one chain differ by constants); Min/Max otherwise."""
     vals = list(dict.fromkeys(sympy.sympify(v) for v in values))
-    if len(vals) == 1:
-        return vals[0]
-    best = vals[0]
-    rest: list[Expr] = []
-    for v in vals[1:]:
-        d = _number(sympy.expand(v - best))
-        if d is not None:
-            if (d < 0) == smallest and d != 0:
-                best = v
-        else:
-            rest.append(v)
-    if not rest:
-        return best
-    keep = [best]
-    for v in rest:  # compare the undecided ones with the survivors
-        decided = False
+    keep: list[Expr] = []  # values no decidable comparison has beaten yet
+    for v in vals:
         for i, k in enumerate(keep):
             d = _number(sympy.expand(v - k))
             if d is not None:
                 if (d < 0) == smallest and d != 0:
                     keep[i] = v
-                decided = True
                 break
-        if not decided:
+        else:
             keep.append(v)
     keep = list(dict.fromkeys(keep))
     if len(keep) == 1:

@@ -96,11 +96,17 @@ def register(*keys: Key, family: str = "other") -> Callable[[Rule], Rule]:
     Registering the same key twice is an error: one op, one rule.
     """
 
+    return _registrar(_REGISTRY, keys, family)
+
+
+def _registrar(table: dict, keys: Sequence[Any], family: str) -> Callable[[Rule], Rule]:
+    """A decorator putting a rule into ``table`` under every key; a key taken is an error."""
+
     def deco(rule: Rule) -> Rule:
         for key in keys:
-            if key in _REGISTRY:
+            if key in table:
                 raise ValueError(f"a rule for {_target_name(key)} is already registered")
-            _REGISTRY[key] = (rule, family)
+            table[key] = (rule, family)
         return rule
 
     return deco
@@ -121,14 +127,7 @@ def register_names(*names: str, family: str = "other") -> Callable[[Rule], Rule]
     ``torchvision.ops.stochastic_depth.StochasticDepth``, or bare, like ``DropPath``), so that
     optional libraries need not be imported. Registering a name twice is an error."""
 
-    def deco(rule: Rule) -> Rule:
-        for name in names:
-            if name in _BY_NAME:
-                raise ValueError(f"a rule for {name} is already registered")
-            _BY_NAME[name] = (rule, family)
-        return rule
-
-    return deco
+    return _registrar(_BY_NAME, names, family)
 
 
 def _by_name(obj: Any) -> tuple[Rule, str] | None:
