@@ -100,7 +100,8 @@ def input_tensor(shape: Sequence[Expr]) -> TensorInfo:
     """The model input: dims 2.. are the spatial axes, each with the identity field."""
     n_spatial = max(0, len(shape) - 2)
     axes = (None, None, *range(n_spatial)) if len(shape) >= 2 else (None,) * len(shape)
-    return TensorInfo(tuple(shape), tuple(axes), tuple(identity_rf() for _ in range(n_spatial)))
+    return TensorInfo(tuple(shape), tuple(axes), tuple(identity_rf() for _ in range(n_spatial)),
+                      varies=False)
 
 
 def _const_tensor(t: torch.Tensor, n_axes: int) -> TensorInfo:

@@ -23,6 +23,12 @@ class RuleError(RfgraphError):
     """A rule could not handle the arguments of a node."""
 
 
+class Unsupported(RuleError):
+    """Raised by a rule for a variant of its op that it does not model (an einsum with three
+    operands, say). The node is then handled like an op without a rule: reported, measured
+    numerically at concrete sizes, never silently zero."""
+
+
 class UnsafePickleError(RfgraphError):
     """A pickled model file was given without ``--trust-pickle``."""
 

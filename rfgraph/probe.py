@@ -270,6 +270,37 @@ _UNSUPPORTED = _classes(
 )
 
 
+class _LinearizedForward(nn.Module):
+    """A max-pool subclass with its own forward (timm's MaxPool2dSame pads with -inf, then
+    pools): its forward, run with ``F.max_pool{nd}d`` replaced by the linear pool and -inf
+    padding by zeros."""
+
+    def __init__(self, pool: nn.Module, nd: int) -> None:
+        super().__init__()
+        self.pool = pool
+        self.nd = nd
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        name = f"max_pool{self.nd}d"
+        saved_pool, saved_pad = getattr(F, name), F.pad
+
+        def pool(x: torch.Tensor, *a: Any, **kw: Any) -> Any:
+            return linear_max_pool(x, self.nd, *a, **kw)
+
+        def pad(x: torch.Tensor, padding: Any, mode: str = "constant", value: Any = None) -> Any:
+            if value is not None and not math.isfinite(value):
+                value = 0.0
+            return saved_pad(x, padding, mode, value)
+
+        setattr(F, name, pool)
+        F.pad = pad
+        try:
+            return self.pool(*args, **kwargs)
+        finally:
+            setattr(F, name, saved_pool)
+            F.pad = saved_pad
+
+
 def _replacement(module: nn.Module) -> nn.Module | None:
     """The linear stand-in for ``module``, or None to keep it."""
     if isinstance(module, _UNSUPPORTED):
@@ -280,6 +311,8 @@ def _replacement(module: nn.Module) -> nn.Module | None:
         return nn.Identity()
     for cls, nd in _MAX_POOLS.items():
         if isinstance(module, cls):
+            if type(module).forward is not cls.forward:  # its own forward (TF SAME padding)
+                return _LinearizedForward(module, nd)
             return LinearMaxPool(module, nd)
     for cls, nd in _ADAPTIVE_MAX_POOLS.items():
         if isinstance(module, cls):

@@ -24,9 +24,10 @@ from contextlib import contextmanager
 import sympy
 from sympy import Expr, Integer, Max, Min
 
+from .errors import Unsupported
 from .symbolic import Y, ceildiv, floordiv, normalize
 
-__all__ = ["AxisRF", "identity_rf", "merge_rfs"]
+__all__ = ["AxisRF", "concat_rfs", "identity_rf", "merge_rfs"]
 
 IndexMap = Callable[[Expr], Expr]
 TapMap = Callable[[Expr], list[Expr]]
@@ -107,8 +108,17 @@ class AxisRF:
     def __init__(self, start: Callable[[Expr], Expr], end: Callable[[Expr], Expr], jump: Expr,
                  period: int = 1, aligned: bool = True, reason: str = "",
                  notes: tuple[str, ...] = (), affine: tuple[int, int, int] | None = None,
-                 live: Callable[[int], bool] | None = None, is_global: bool = False) -> None:
+                 live: Callable[[int], bool] | None = None, is_global: bool = False,
+                 monotone: bool = True, periodic: bool = True) -> None:
         self._live = live
+        #: start(y) and end(y) never decrease with y, so a window's field is its first tap's
+        #: start and its last tap's end. False when neighbouring fields alternate narrow/wide
+        #: (a dilated window over the gaps of a transposed conv) or jump back (torch.roll, a
+        #: concatenation along this axis): a window then takes the union over all its taps.
+        self.monotone = monotone
+        #: start(y + period) == start(y) + period*jump for every y (False after a
+        #: concatenation along this axis: the pieces follow each other)
+        self.periodic = periodic
         #: every output element has the same field (after global pooling, flatten + linear)
         self.is_global = is_global
         #: (r, j, o) as Python ints when start(y) = o + j*y and end(y) = start(y) + r - 1 with
@@ -134,6 +144,11 @@ class AxisRF:
         #: True when the field is an upper bound, not exact (window attention taken as global):
         #: said in the table, the JSON and by verify
         self.upper = False
+        #: [(field, first position, length)]: a concatenation along this axis
+        self._pieces: list[tuple[AxisRF, Expr, Expr]] | None = None
+        #: (base, first, last): a non-monotone field whose element y reads base elements
+        #: first(y) .. last(y), and consecutive elements' reads leave no base element out
+        self._derived: tuple[AxisRF, IndexMap, IndexMap] | None = None
         #: (source, n): this field is the source's with its n positions permuted (torch.roll),
         #: so the union over all positions is the source's
         self.permutation_of: tuple[AxisRF, Expr] | None = None
@@ -202,6 +217,9 @@ class AxisRF:
         return self.start_at(0)
 
     def sizes_over_period(self) -> list[Expr]:
+        if self._pieces is not None:
+            return list(dict.fromkeys(v for piece, _, _ in self._pieces
+                                      for v in piece.sizes_over_period()))
         if self._extent is not None:
             return [sympy.expand(self._extent[1] - self._extent[0] + 1)]
         if self.affine is not None:
@@ -219,11 +237,15 @@ class AxisRF:
 
     def sizes_within(self, n: int | None) -> list[Expr]:
         """Field sizes at :meth:`positions` (n = the node's output length on this axis)."""
+        if self._pieces is not None:
+            return [v for piece, _, length in self._pieces
+                    for v in piece.sizes_within(_int_or_none(length))]
         if self._extent is not None:
             return self.sizes_over_period()
         if self.affine is not None:
             return [Integer(self.affine[0])]
-        return [sympy.expand(self.end_at(y) - self.start_at(y) + 1) for y in self.positions(n)]
+        ys = self.positions(n) if self.periodic or n is None else list(range(n))
+        return [sympy.expand(self.end_at(y) - self.start_at(y) + 1) for y in ys]
 
     @property
     def size(self) -> Expr:
@@ -247,23 +269,38 @@ class AxisRF:
     # -- composition ---------------------------------------------------------------------------
     def compose(self, first: IndexMap, last: IndexMap, jump: Expr, period: int,
                 note: str | None = None, taps: TapMap | None = None,
-                gaps: bool = False) -> AxisRF:
+                gaps: bool = False, monotone: bool = True,
+                regular_taps: bool = True, periodic: bool = True,
+                covers: bool = False) -> AxisRF:
         """Output y of the next layer reads this node's elements ``first(y) .. last(y)``.
 
         ``taps(y)``: the elements it really reads, when they are a strict subset of that range
-        (dilation); ``gaps``: some y read no element at all (first(y) > last(y)).
+        (dilation); ``gaps``: some y read no element at all (first(y) > last(y));
+        ``monotone``: first and last never decrease with y (False for torch.roll);
+        ``regular_taps``: taps(y) has the same count for every y, each tap non-decreasing in y;
+        ``periodic``: the maps shift by a constant every ``period`` outputs (False for roll);
+        ``covers``: the reads of consecutive outputs leave no element between them out.
         """
         notes = self.notes + ((note,) if note and note not in self.notes else ())
         if self._extent is not None and not gaps:  # global: every element has the same field
             return self.as_global(jump, notes)
-        if not self.gappy and not gaps:  # every element read is live: the ends are taps
+        flags = dict(is_global=self.is_global, periodic=self.periodic and periodic)
+        if not (self.monotone and monotone):
+            out = self._compose_any(first, last, jump, period, notes, taps, gaps, flags)
+            if covers:
+                out._derived = (self, first, last)
+            return out
+        if not self.gappy and not gaps and regular_taps:  # every element read is live: the
+            # first and last taps are the ends
             return AxisRF(lambda y: self._eval(0, first(y)), lambda y: self._eval(1, last(y)),
                           jump, period, self.aligned, self.reason, notes,
-                          is_global=self.is_global)._upper_if(self.upper)
+                          **flags)._upper_if(self.upper)
 
         def read(y: Expr) -> list[Expr]:
             if taps is not None:
-                return list(taps(y))
+                got = taps(y)
+                if got is not None:
+                    return list(got)
             lo, hi = sympy.sympify(first(y)), sympy.sympify(last(y))
             if lo.is_Integer and hi.is_Integer:
                 return [Integer(i) for i in range(int(lo), int(hi) + 1)]
@@ -280,8 +317,45 @@ class AxisRF:
         def is_live(y: int) -> bool:
             return bool(self._live_taps(read(Integer(y))))
 
+        # the first *live* tap of a dilated window over gaps jumps back and forth with y
+        mono = not (taps is not None and (self.gappy or not regular_taps))
         return AxisRF(start, end, jump, period, self.aligned, self.reason, notes, live=is_live,
-                      is_global=self.is_global)._upper_if(self.upper)
+                      monotone=mono, **flags)._upper_if(self.upper)
+
+    def _compose_any(self, first: IndexMap, last: IndexMap, jump: Expr, period: int,
+                     notes: tuple[str, ...], taps: TapMap | None, gaps: bool,
+                     flags: dict) -> AxisRF:
+        """compose() when this field or the index maps are not monotone: the field of output y
+        is the union over every live element it reads (first(y) .. last(y) must be numbers,
+        i.e. y concrete: the fields of a non-monotone chain are only evaluated at positions)."""
+        def read(y: Expr) -> list[Expr]:
+            if taps is not None:
+                got = taps(y)
+                if got is not None:
+                    return [sympy.sympify(t) for t in got]
+            lo, hi = sympy.sympify(first(y)), sympy.sympify(last(y))
+            if lo.is_Integer and hi.is_Integer:
+                return [Integer(i) for i in range(int(lo), int(hi) + 1)]
+            if sympy.expand(hi - lo).is_Integer:
+                return [lo + i for i in range(int(sympy.expand(hi - lo)) + 1)]
+            raise ValueError(f"field of a non-monotone chain at a symbolic position {y}")
+
+        def start(y: Expr) -> Expr:
+            live = self._live_taps(read(y))
+            return smallest([self._eval(0, t) for t in live]) if live else \
+                self._eval(0, first(y))
+
+        def end(y: Expr) -> Expr:
+            live = self._live_taps(read(y))
+            return largest([self._eval(1, t) for t in live]) if live else \
+                self._eval(1, last(y))
+
+        def is_live(y: int) -> bool:
+            return bool(self._live_taps(read(Integer(y))))
+
+        return AxisRF(start, end, jump, period, self.aligned, self.reason, notes,
+                      live=is_live if (self.gappy or gaps or taps is not None) else None,
+                      monotone=False, **flags)._upper_if(self.upper)
 
     def through_window(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
                        ) -> AxisRF:
@@ -295,9 +369,9 @@ class AxisRF:
             # the offset: the field stays affine)
             r, j, o = self.affine
             return _affine_rf(r + (k_eff - 1) * j, j * stride, o - pad_left * j, self.aligned,
-                              self.reason, self.notes)
+                              self.reason, self.notes)._upper_if(self.upper)
         period = max(1, self.period // math.gcd(self.period, stride))
-        if not self.gappy and isinstance(pad_left, int):
+        if not self.gappy and self.monotone and isinstance(pad_left, int):
             # a window over a non-affine field: keep one affine index map over the last
             # non-affine node, so a deep stack costs one step, not one step per layer
             base, (a, b, c) = (self._window_base or (self, (1, 0, 0)))
@@ -314,24 +388,36 @@ class AxisRF:
                 return [stride * y - pad_left + t * dilation for t in range(kernel)]
         return self.compose(lambda y: stride * y - pad_left,
                             lambda y: stride * y - pad_left + k_eff - 1,
-                            self.jump * stride, period, taps=taps)
+                            self.jump * stride, period, taps=taps,
+                            covers=k_eff >= stride and (dilation == 1 or stride == 1))
 
     def through_transposed(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
-                           ) -> AxisRF | None:
+                           ) -> AxisRF:
         """Transposed conv: input i feeds outputs i*s - p + t*d (t < k), so output y reads
         inputs ceil((y + p - k_eff + 1)/s) .. floor((y + p)/s) when d == 1 or s == 1 (every
         d-th of them when d > 1). When k_eff < s some outputs read no input (dead elements).
-        Returns None when the taps are sparse in a way the maps do not model (d > 1, s > 1)."""
+        With d > 1 and s > 1 output y reads the inputs (y + p - t*d)/s that are integers: a
+        pattern that repeats every s outputs, in which some outputs may read nothing."""
         k_eff = dilation * (kernel - 1) + 1
+        first = lambda y: ceildiv(y + pad_left - k_eff + 1, stride)  # noqa: E731
+        last = lambda y: floordiv(y + pad_left, stride)  # noqa: E731
         if dilation > 1 and stride > 1:
-            return None
+            def sparse(y: Expr) -> list[Expr] | None:
+                y = sympy.sympify(y)
+                if not y.is_Integer:
+                    return None
+                return [Integer((int(y) + pad_left - t * dilation) // stride)
+                        for t in reversed(range(kernel))
+                        if (int(y) + pad_left - t * dilation) % stride == 0]
+
+            residues = {(t * dilation) % stride for t in range(kernel)}
+            return self.compose(first, last, self.jump / stride, self.period * stride,
+                                taps=sparse, gaps=len(residues) < stride, regular_taps=False)
         taps = None
         if dilation > 1:  # stride 1: inputs y + p - t*d
             def taps(y: Expr) -> list[Expr]:
                 return [y + pad_left - t * dilation for t in reversed(range(kernel))]
-        return self.compose(lambda y: ceildiv(y + pad_left - k_eff + 1, stride),
-                            lambda y: floordiv(y + pad_left, stride),
-                            self.jump / stride, self.period * stride, taps=taps,
+        return self.compose(first, last, self.jump / stride, self.period * stride, taps=taps,
                             gaps=k_eff < stride)
 
     def through_upsample(self, num: int, den: int, kind: str) -> AxisRF:
@@ -345,11 +431,59 @@ class AxisRF:
             return self.as_global(self.jump * n)
         if self.permutation_of is not None and sympy.expand(self.permutation_of[1] - n) == 0:
             return self.permutation_of[0].collapsed(n)._upper_if(self.upper)
-        s0, e0 = self._eval(0, 0), self._eval(1, n - 1)  # first/last live element's ends
+        if not self.monotone:
+            s0, e0 = self._union_bounds(n)
+        else:
+            s0, e0 = self._eval(0, 0), self._eval(1, n - 1)  # first/last live element's ends
         g = global_rf(s0, e0, self.jump * n, self.aligned, self.reason, self.notes,
                       normalized=True)  # _eval's values are normalised
         g._source = self
         return g._upper_if(self.upper)
+
+    def _union_bounds(self, n: Expr) -> tuple[Expr, Expr]:
+        """(first, last) input pixel read by any of the ``n`` elements of a non-monotone field:
+        every element at a concrete size, else :meth:`_union_range` over 0 .. n - 1."""
+        n = sympy.sympify(n)
+        nv = _number(n)
+        if nv is not None and nv.is_Integer:
+            ys = [y for y in range(int(nv)) if self.is_live(y)] or [0]
+            return (smallest([self._eval(0, y) for y in ys]),
+                    largest([self._eval(1, y) for y in ys]))
+        lo, hi = self._union_range(Integer(0), n - 1)
+        return normalize(sympy.expand(lo)), normalize(sympy.expand(hi))
+
+    def _union_range(self, lo: Expr, hi: Expr) -> tuple[Expr, Expr]:
+        """(first, last) input pixel read by any element lo .. hi (lo <= hi)."""
+        if self._extent is not None:
+            return self._extent
+        if self.monotone:
+            return self._eval(0, lo), self._eval(1, hi)
+        lo_v, hi_v = _number(sympy.sympify(lo)), _number(sympy.sympify(hi))
+        if lo_v is not None and hi_v is not None and lo_v.is_Integer and hi_v.is_Integer:
+            ys = [y for y in range(int(lo_v), int(hi_v) + 1) if self.is_live(y)] or [int(lo_v)]
+            return (smallest([self._eval(0, y) for y in ys]),
+                    largest([self._eval(1, y) for y in ys]))
+        if self._pieces is not None:  # a concatenation: its pieces' unions
+            bounds = []
+            last = len(self._pieces) - 1
+            for k, (piece, off, length) in enumerate(self._pieces):
+                a = sympy.expand(lo - off) if k == 0 else Integer(0)
+                b = sympy.expand(hi - off) if k == last else sympy.expand(length - 1)
+                bounds.append(piece._union_range(a, b))
+            return smallest([b[0] for b in bounds]), largest([b[1] for b in bounds])
+        if self._derived is not None:  # a window whose reads cover its base contiguously
+            base, first, last = self._derived
+            return base._union_range(first(lo), last(hi))
+        if self.periodic and lo_v is not None and lo_v.is_Integer:
+            p = self.period
+            first_ys = [int(lo_v) + r for r in range(p) if self.is_live(int(lo_v) + r)]
+            res = [r for r in range(p) if self.is_live(r)] or [0]
+            start = smallest([self._eval(0, y) for y in first_ys or [int(lo_v)]])
+            end = largest([self._eval(1, r) + self.jump * p * floordiv(hi - r, p) for r in res])
+            return start, end
+        raise Unsupported("the union of a field that jumps back and forth along the axis "
+                          "(after a roll or a concatenation along it) is known only at "
+                          "concrete sizes")
 
     def as_global(self, jump: Expr, notes: tuple[str, ...] | None = None) -> AxisRF:
         """This global field with another jump (the field itself cannot change)."""
@@ -383,7 +517,7 @@ class AxisRF:
             return self.as_global(self.jump, self.notes + (note,))
         return AxisRF(self._start, self._end, self.jump, self.period, self.aligned, self.reason,
                       self.notes + (note,), self.affine, self._live,
-                      self.is_global)._upper_if(self.upper)
+                      self.is_global, self.monotone, self.periodic)._upper_if(self.upper)
 
     def __repr__(self) -> str:
         return (f"AxisRF(size={self.size}, jump={self.jump}, offset={self.offset}, "
@@ -416,6 +550,78 @@ def _affine_rf(r: int, j: int, o: int | Expr, aligned: bool = True, reason: str 
     o = int(o) if o.is_Integer else normalize(sympy.expand(o))
     return AxisRF(lambda y: o + j * y, lambda y: o + j * y + r - 1, Integer(j), 1, aligned,
                   reason, notes, (int(r), int(j), o))
+
+
+def _int_or_none(v: Expr) -> int | None:
+    v = _number(sympy.sympify(v))
+    return int(v) if v is not None and v.is_Integer else None
+
+
+def _before(y: Expr, end: Expr) -> bool | None:
+    """y < end: True/False when certain (numbers, positive sizes), None when undecided."""
+    d = sympy.expand(sympy.sympify(end) - sympy.sympify(y))
+    v = _number(d)
+    if v is not None:
+        return bool(v > 0)
+    if (d - 1).is_nonnegative:
+        return True
+    if d.is_nonpositive:
+        return False
+    return None
+
+
+def concat_rfs(parts: list[tuple[AxisRF, Expr]]) -> AxisRF:
+    """The field of a concatenation along this axis: element y of the result is element
+    y - o_k of piece k, o_k = the lengths of the pieces before it. Exact at every position
+    (a Piecewise where the piece of y depends on a symbolic size)."""
+    pieces: list[tuple[AxisRF, Expr, Expr]] = []
+    offset: Expr = Integer(0)
+    for rf, length in parts:
+        pieces.append((rf, offset, sympy.sympify(length)))
+        offset = sympy.expand(offset + length)
+
+    def value(which: int, y: Expr) -> Expr:
+        y = sympy.sympify(y)
+        cases = []
+        for k, (rf, off, length) in enumerate(pieces):
+            local = sympy.expand(y - off)
+            if k == len(pieces) - 1:
+                cases.append((rf._eval(which, local), True))
+                break
+            inside = _before(y, off + length)
+            if inside is False:
+                continue
+            cases.append((rf._eval(which, local), True if inside else y < off + length))
+            if inside:
+                break
+        if len(cases) == 1 or cases[0][1] is True:
+            return cases[0][0]
+        return sympy.Piecewise(*cases)
+
+    def live(y: int) -> bool:
+        for k, (rf, off, length) in enumerate(pieces):
+            if k == len(pieces) - 1 or _before(Integer(y), off + length) is not False:
+                return rf.is_live(sympy.expand(Integer(y) - off))
+        return True
+
+    jumps = list(dict.fromkeys(rf.jump for rf, _ in parts))
+    aligned = all(rf.aligned for rf, _ in parts) and len(jumps) == 1
+    reasons = [rf.reason for rf, _ in parts if rf.reason]
+    if len(jumps) > 1:
+        reasons.append("jumps differ: " + ", ".join(str(j) for j in jumps))
+    notes: tuple[str, ...] = ()
+    for rf, _ in parts:
+        notes += tuple(n for n in rf.notes if n not in notes)
+    period = 1
+    for rf, _ in parts:
+        period = period * rf.period // math.gcd(period, rf.period)
+    out = AxisRF(lambda y: value(0, y), lambda y: value(1, y), jumps[0], period, aligned,
+                 join_reasons(reasons), notes,
+                 live=live if any(rf.gappy for rf, _ in parts) else None,
+                 monotone=False,
+                 periodic=False)
+    out._pieces = pieces
+    return out._upper_if(any(rf.upper for rf, _ in parts))
 
 
 MAX_REASONS = 4
@@ -489,7 +695,8 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool],
         width = sympy.expand(hi - lo + 1)
         if width.is_Integer:  # offsets that differ by numbers: still one affine field
             j = unique[0].affine[1]
-            return _affine_rf(int(width), j, lo, aligned, reason, notes)
+            return _affine_rf(int(width), j, lo, aligned, reason, notes)._upper_if(
+                any(r.upper for r in unique))
 
     def branches(y: Expr) -> list[AxisRF]:  # a branch that reads nothing at y adds nothing
         return [r for r in unique if r.is_live(y)] or unique
@@ -505,7 +712,9 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool],
 
     return AxisRF(start, end, local[0].jump, period, aligned, reason, notes,
                   live=live if any(r.gappy for r in unique) else None,
-                  is_global=all(r.is_global for r in unique))._upper_if(
+                  is_global=all(r.is_global for r in unique),
+                  monotone=all(r.monotone for r in unique),
+                  periodic=all(r.periodic for r in unique))._upper_if(
                       any(r.upper for r in unique))
 
 

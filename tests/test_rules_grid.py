@@ -41,7 +41,7 @@ SINGLE: dict[str, Layer] = {
     "convt-k5s3p2op2-g2": Layer("convt", 6, kernel_size=5, stride=3, padding=2,
                                 output_padding=2, groups=2),
     "convt-d2s1p1": Layer("convt", 4, kernel_size=3, dilation=2, padding=1),
-    "convt-d2s2": Layer("convt", 4, kernel_size=3, stride=2, dilation=2),  # field unknown
+    "convt-d2s2": Layer("convt", 4, kernel_size=3, stride=2, dilation=2),
     "convt-d2s3op2": Layer("convt", 4, kernel_size=2, stride=3, dilation=2, output_padding=2),
     "convt-tuple": Layer("convt", 4, kernel_size=T((3, 2, 4)), stride=T((2, 1, 2)),
                          padding=T((1, 0, 1)), output_padding=T((1, 0, 0))),
@@ -102,7 +102,7 @@ PAIRS: list[tuple[str, ...]] = [
     ("conv-k1s3", "convt-k2s2"),
     ("maxpool-k2s3p1d2-ceil", "conv-valid-k5"),
     ("maxpool-indices", "convt-d2s1p1"),
-    ("convt-d2s2", "conv-k3"),  # unknown field stays unknown
+    ("convt-d2s2", "conv-k3"),  # sparse taps, then a window over them
     ("conv-reflect", "conv-k3s2p1-nobias"),
     ("conv-groups2", "convt-d2s3op2"),
     # gaps (k < s) after overlapping fields: the odd outputs read no pixel at all
@@ -175,7 +175,7 @@ GRAPHS = {
     "cat-spatial": (lambda nd: Cat(_conv(nd, CIN, 2, 3, padding=1),
                                    _conv(nd, CIN, 2, 3, stride=T((2, 1, 1))[:nd], padding=1),
                                    dim=2),
-                    Expect(rf_known=False)),
+                    Expect()),
     "cat-gappy": (lambda nd: Cat(
         nn.Sequential(_conv(nd, CIN, 2, 3, padding=1),
                       getattr(nn, f"ConvTranspose{nd}d")(2, 2, 1, 2, output_padding=1)),

@@ -16,16 +16,10 @@ import sympy
 from sympy import Expr, Integer
 from torch import nn
 
-from ..errors import RuleError
+from ..errors import RuleError, Unsupported  # noqa: F401  (Unsupported: re-exported)
 from ..tensor import TensorInfo
 
 Key = type | Callable | str
-
-
-class Unsupported(RuleError):
-    """Raised by a rule for a variant of its op that it does not model (an einsum with three
-    operands, say). The node is then handled like an op without a rule: reported, measured
-    numerically at concrete sizes, never silently zero."""
 
 
 @dataclass

@@ -10,7 +10,7 @@ from sympy import Expr, Integer, Min
 from torch import nn
 
 from ..errors import RuleError
-from ..receptive_field import AxisRF
+from ..receptive_field import AxisRF, merge_rfs
 from ..symbolic import ceildiv, floordiv
 from ..tensor import TensorInfo
 from .base import Call, OpResult, ntuple, prod, register
@@ -65,24 +65,52 @@ def window_out_size(n: Expr, w: Window, i: int) -> Expr:
 
 
 def apply_window(call: Call, x: TensorInfo, w: Window, out_channels: Expr | int | None,
-                 ) -> tuple[TensorInfo, list[tuple[Expr, str]]]:
-    """Output TensorInfo of a windowed op and the sizes that must be >= 1."""
+                 groups: int = 1) -> tuple[TensorInfo, list[tuple[Expr, str]]]:
+    """Output TensorInfo of a windowed op and the sizes that must be >= 1.
+
+    ``out_channels`` None: a per-channel window (pooling); else a conv with ``groups``: output
+    channel o reads the input channels of its group (all of them when groups == 1)."""
     dims = _spatial_dims(call, x, w.nd)
     shape = list(x.shape)
-    rf = list(x.rf)
     min_sizes: list[tuple[Expr, str]] = []
     letters = _AXIS_LETTERS[w.nd]
     for i, d in enumerate(dims):
         out = window_out_size(x.shape[d], w, i)
         shape[d] = out
         min_sizes.append((out, f"output {letters[i]}"))
-        axis = x.axes[d]
-        if axis is not None and rf[axis] is not None:
-            rf[axis] = rf[axis].through_window(w.kernel[i], w.stride[i], w.pad_left[i],
-                                               w.dilation[i])
+    cache: dict[tuple[int, ...], tuple] = {}
+
+    def through(fields: tuple) -> tuple:
+        key = tuple(id(f) for f in fields)
+        if key not in cache:
+            rf = list(fields)
+            for i, d in enumerate(dims):
+                axis = x.axes[d]
+                if axis is not None and rf[axis] is not None:
+                    rf[axis] = rf[axis].through_window(w.kernel[i], w.stride[i],
+                                                       w.pad_left[i], w.dilation[i])
+            cache[key] = tuple(rf)
+        return cache[key]
+
+    rf = through(x.rf)
+    channels, varies = None, x.varies
     if out_channels is not None:
         shape[dims[0] - 1] = sympy.sympify(out_channels)
-    return x.with_shape(shape, rf=rf), min_sizes
+        if groups == 1:
+            varies = False  # every output channel reads every input channel
+        elif x.channels is not None and shape[dims[0] - 1].is_Integer:
+            n_out, n_in = int(shape[dims[0] - 1]), len(x.channels)
+            per_out, per_in = n_out // groups, n_in // groups
+            by_group = []
+            for g in range(groups):
+                members = x.channels[g * per_in:(g + 1) * per_in]
+                by_group.append(through(tuple(
+                    merge_rfs([m[a] for m in members], [False] * len(members))
+                    for a in range(len(x.rf)))))
+            channels = [by_group[o // per_out] for o in range(n_out)]
+    elif x.channels is not None:
+        channels = [through(f) for f in x.channels]
+    return x.with_shape(shape, rf=rf, channels=channels, varies=varies), min_sizes
 
 
 def _check_channels(call: Call, x: TensorInfo, nd: int, expected: int) -> list[Expr]:
@@ -147,7 +175,7 @@ def conv_core(call: Call, x: TensorInfo, nd: int, in_ch: int, out_ch: int, kerne
     pl, pr = _conv_padding(padding, kernel, dilation, nd, stride)
     w = Window(nd, kernel, stride, pl, pr, dilation)
     conditions = _check_channels(call, x, nd, in_ch)
-    y, min_sizes = apply_window(call, x, w, out_ch)
+    y, min_sizes = apply_window(call, x, w, out_ch, groups)
     k_prod = prod(kernel)
     weights = out_ch * (in_ch // groups) * int(k_prod)
     params = weights + (out_ch if bias else 0)
@@ -182,13 +210,10 @@ def conv_transpose_core(call: Call, x: TensorInfo, nd: int, in_ch: int, out_ch: 
         min_sizes.append((shape[d], f"output {letters[i]}"))
         axis = x.axes[d]
         if axis is not None and rf[axis] is not None:
-            new = rf[axis].through_transposed(k, s, p, dl)
-            if new is None:
-                notes.append(f"field along axis {letters[i]} not modelled "
-                             "(transposed conv with dilation > 1 and stride > 1)")
-            rf[axis] = new
+            rf[axis] = rf[axis].through_transposed(k, s, p, dl)
     shape[dims[0] - 1] = Integer(out_ch)
-    y = x.with_shape(shape, rf=rf)
+    # (grouped transposed convs do not follow channels: their channels may vary)
+    y = x.with_shape(shape, rf=rf, varies=x.varies and groups > 1)
     k_prod = prod(kernel)
     params = in_ch * (out_ch // groups) * int(k_prod) + (out_ch if bias else 0)
     formula = f"C_in·(C_out/g)·{_kernel_formula(nd)}" + (" + C_out" if bias else "")

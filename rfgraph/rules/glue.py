@@ -11,7 +11,7 @@ from sympy import Expr, Integer
 from torch import nn
 
 from ..errors import RuleError
-from ..receptive_field import merge_rfs
+from ..receptive_field import concat_rfs, merge_rfs
 from ..tensor import TensorInfo
 from .base import Call, OpResult, Unsupported, prod, register, register_names
 
@@ -116,7 +116,12 @@ def channel_shuffle(call: Call) -> OpResult:
     c = x.shape[1]
     if c.is_Integer and int(c) % int(groups):
         raise RuleError(f"{call.where()}: {c} channels do not split into {groups} groups")
-    return OpResult(x, kind="layer", family="shuffle",
+    y = x
+    if x.channels is not None:  # output channel k is input channel (k mod g)·(C/g) + k div g
+        g, n = int(groups), len(x.channels)
+        y = x.with_shape(x.shape, channels=[x.channels[(k % g) * (n // g) + k // g]
+                                            for k in range(n)])
+    return OpResult(y, kind="layer", family="shuffle",
                     notes=[f"channel permutation ({groups} groups); field unchanged"])
 
 
@@ -227,7 +232,9 @@ def _broadcast(call: Call, tensors: list[TensorInfo]) -> tuple[TensorInfo, list[
             lengths.append(None if d is None else t.shape[d])
         rf.append(merge_rfs(fields, bcast, lengths))
     const = all(t.const for t in tensors)
-    return TensorInfo(tuple(shape), tuple(axes), tuple(rf), const), conditions
+    # every channel is the union of the same channels' fields: uniform when the inputs are
+    varies = any(t.varies for t in live)
+    return TensorInfo(tuple(shape), tuple(axes), tuple(rf), const, varies=varies), conditions
 
 
 @register(operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
@@ -288,16 +295,46 @@ def concatenate(call: Call) -> OpResult:
     rf = []
     for a in range(len(first.rf)):
         if first.axes[d] == a:
-            rf.append(None)
-            notes.append("concatenation along a spatial axis: field not modelled")
+            if any(t.axes[d] != a or t.rf[a] is None for t in tensors):
+                rf.append(None)
+                notes.append("concatenation along a spatial axis of tensors whose fields "
+                             "are unknown or not along it: field unknown")
+            else:
+                rf.append(concat_rfs([(t.rf[a], t.shape[d]) for t in tensors]))
             continue
         live = [t for t in tensors if not t.const] or tensors[:1]  # a class token adds no field
         dims = [t.dim_of_axis(a) for t in live]
-        rf.append(merge_rfs([t.rf[a] for t in live], [d is None for d in dims],
-                            [None if d is None else t.shape[d] for t, d in zip(live, dims)]))
+        merged = merge_rfs([t.rf[a] for t in live], [d is None for d in dims],
+                           [None if d is None else t.shape[d] for t, d in zip(live, dims)])
+        if (merged is not None and first.axes[d] is not None
+                and len({id(t.rf[a]) for t in live}) > 1):
+            # along the other axes each position of a piece has that piece's field: which
+            # one depends on the position along the concatenated axis
+            merged = merged.upper_bound(
+                "concatenated along another axis: the field along this one depends on the "
+                "piece, the union of the pieces' fields is an upper bound")
+        rf.append(merged)
     axes_from = next((t for t in tensors if not t.const), first)
-    y = TensorInfo(tuple(shape), axes_from.axes, tuple(rf), all(t.const for t in tensors))
+    channels, varies = _cat_channels(tensors, d)
+    y = TensorInfo(tuple(shape), axes_from.axes, tuple(rf), all(t.const for t in tensors),
+                   channels=channels, varies=varies)
     return OpResult(y, kind="merge", family="merge", conditions=conditions, notes=notes)
+
+
+def _cat_channels(tensors: list[TensorInfo], d: int) -> tuple[tuple | None, bool]:
+    """(per-channel fields, varies) of a concatenation along dim ``d``: along the channel dim
+    the channels are the inputs' channels one after the other."""
+    live = [t for t in tensors if not t.const]
+    if d != tensors[0].channel_dim or len(live) != len(tensors):
+        return None, any(t.varies for t in live)
+    varies = (any(t.varies for t in tensors)
+              or len({tuple(id(f) for f in t.rf) for t in tensors}) > 1)
+    if not varies:
+        return None, False
+    parts = [t.channel_fields() for t in tensors]
+    if any(p is None for p in parts):
+        return None, True
+    return tuple(f for p in parts for f in p), True
 
 
 # -- splits ----------------------------------------------------------------------------------------

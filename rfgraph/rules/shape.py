@@ -688,7 +688,8 @@ def roll(call: Call) -> OpResult:
             notes.append("roll of a field that varies with the position: field unknown")
             continue
         rf[a] = old.compose(lambda y, s=s, n=n: sympy.Mod(y - s, n),
-                            lambda y, s=s, n=n: sympy.Mod(y - s, n), old.jump, 1)
+                            lambda y, s=s, n=n: sympy.Mod(y - s, n), old.jump, 1,
+                            monotone=False, periodic=False)
         rf[a].permutation_of = (old, n)  # the union over all positions is unchanged
         notes.append(f"cyclic shift by {s}: element y reads element (y - {s}) mod {n}")
     return OpResult(x.with_shape(x.shape, rf=rf), kind="shape", family="shape", notes=notes)

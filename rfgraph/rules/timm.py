@@ -46,7 +46,7 @@ def conv2d_same(call: Call) -> OpResult:
     nd = 2
     w = _same_window(call, x, nd, m.kernel_size, m.stride, m.dilation)
     conditions = _check_channels(call, x, nd, m.in_channels)
-    y, min_sizes = apply_window(call, x, w, m.out_channels)
+    y, min_sizes = apply_window(call, x, w, m.out_channels, m.groups)
     k_prod = prod(w.kernel)
     g = m.groups
     params = m.out_channels * (m.in_channels // g) * int(k_prod) + (
