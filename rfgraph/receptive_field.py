@@ -17,6 +17,7 @@ field is a formula in the input size).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -144,6 +145,11 @@ class AxisRF:
         #: True when the field is an upper bound, not exact (window attention taken as global):
         #: said in the table, the JSON and by verify
         self.upper = False
+        #: how many elements at either end may read only padding (a constant F.pad of an
+        #: intermediate tensor, a window lying wholly in padding; an upper count, 0 = none).
+        #: Their fields are the virtual extension of the maps, which may overlap real pixels:
+        #: a merge with a branch that has such elements is an upper bound where fields differ
+        self.pad_run = 0
         #: [(field, first position, length)]: a concatenation along this axis
         self._pieces: list[tuple[AxisRF, Expr, Expr]] | None = None
         #: (base, first, last): a non-monotone field whose element y reads base elements
@@ -272,6 +278,20 @@ class AxisRF:
                 gaps: bool = False, monotone: bool = True,
                 regular_taps: bool = True, periodic: bool = True,
                 covers: bool = False) -> AxisRF:
+        """See :meth:`_compose` (this one also carries :attr:`pad_run`)."""
+        out = self._compose(first, last, jump, period, note, taps, gaps, monotone,
+                            regular_taps, periodic, covers)
+        if not self.pad_run or out is self:
+            return out
+        ratio = sympy.nsimplify(self.jump / sympy.sympify(jump)) if jump else 1
+        grow = max(1, math.ceil(ratio)) if ratio.is_Rational and ratio > 0 else 10**6
+        return out.with_pad_run(self.pad_run * grow)
+
+    def _compose(self, first: IndexMap, last: IndexMap, jump: Expr, period: int,
+                note: str | None = None, taps: TapMap | None = None,
+                gaps: bool = False, monotone: bool = True,
+                regular_taps: bool = True, periodic: bool = True,
+                covers: bool = False) -> AxisRF:
         """Output y of the next layer reads this node's elements ``first(y) .. last(y)``.
 
         ``taps(y)``: the elements it really reads, when they are a strict subset of that range
@@ -357,9 +377,27 @@ class AxisRF:
                       live=is_live if (self.gappy or gaps or taps is not None) else None,
                       monotone=False, **flags)._upper_if(self.upper)
 
-    def through_window(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
+    def with_pad_run(self, run: int) -> AxisRF:
+        """This field, with ``run`` elements at either end that may read only padding."""
+        if run == self.pad_run:
+            return self
+        out = copy.copy(self)
+        out.pad_run = run
+        return out
+
+    def through_window(self, kernel: int, stride: int, pad_left: int | Expr, dilation: int = 1,
                        ) -> AxisRF:
         """Conv/pool: output y reads elements [y*s - p, y*s - p + k_eff - 1]."""
+        out = self._through_window(kernel, stride, pad_left, dilation)
+        k_eff = dilation * (kernel - 1) + 1
+        p = sympy.sympify(pad_left)
+        p = int(p) if p.is_Integer else (0 if p.is_nonpositive else 10**6)
+        # the leading outputs whose window lies wholly in the first run + p elements
+        run = (self.pad_run + p - k_eff) // stride + 1 if self.pad_run + p >= k_eff else 0
+        return out.with_pad_run(max(run, 0))
+
+    def _through_window(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
+                        ) -> AxisRF:
         k_eff = dilation * (kernel - 1) + 1
         if self._extent is not None:  # a window of identical fields: the same field
             return self.as_global(self.jump * stride)
@@ -393,6 +431,11 @@ class AxisRF:
 
     def through_transposed(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
                            ) -> AxisRF:
+        out = self._through_transposed(kernel, stride, pad_left, dilation)
+        return out.with_pad_run(self.pad_run * stride)
+
+    def _through_transposed(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
+                            ) -> AxisRF:
         """Transposed conv: input i feeds outputs i*s - p + t*d (t < k), so output y reads
         inputs ceil((y + p - k_eff + 1)/s) .. floor((y + p)/s) when d == 1 or s == 1 (every
         d-th of them when d > 1). When k_eff < s some outputs read no input (dead elements).
@@ -621,6 +664,7 @@ def concat_rfs(parts: list[tuple[AxisRF, Expr]]) -> AxisRF:
                  monotone=False,
                  periodic=False)
     out._pieces = pieces
+    out.pad_run = max(rf.pad_run for rf, _ in parts)
     return out._upper_if(any(rf.upper for rf, _ in parts))
 
 
@@ -661,6 +705,13 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool],
     unique = list({id(r): r for r in present}.values())
     if len(unique) == 1:
         return unique[0]
+    out = _merge(present, unique, broadcast, lengths)
+    run = min(r.pad_run for r in unique)
+    return out if out is None or out.pad_run == run or out in unique else out.with_pad_run(run)
+
+
+def _merge(present: list[AxisRF], unique: list[AxisRF], broadcast: list[bool],
+           lengths: list[Expr | None] | None) -> AxisRF | None:
     merged_global = _merge_with_global(present, broadcast, lengths)
     if merged_global is not None:
         return merged_global

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from fieldcheck import check_all_positions
 from torch import nn
 
 import rfgraph
-from fieldcheck import check_all_positions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -179,3 +178,44 @@ def test_cat_along_a_spatial_axis_then_global_pool_is_symbolic():
     assert f.size.equals(a.field(a.output)[0].size) and str(f.size) == "H + 3"
     for h in (3, 6):
         _exact(_CatSpatial(True), (1, 1, "H", "W"), {"H": h, "W": 4})
+
+
+# -- 4. a merge branch that reads only padding ------------------------------------------------
+class _PaddedBranch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(1, 1, 3)
+        self.d = nn.Conv2d(1, 1, (1, 3), stride=(3, 1), padding=(0, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.d(torch.nn.functional.pad(self.c(x), (2, 0, 2, 0)) + x)
+
+
+def test_merge_with_a_branch_of_padding_is_an_upper_bound():
+    # at H=3 the padded branch's row 0 is padding: the output (one row) reads x only, W
+    # position 5 reads columns 4..6 (the truth). The padded branch's virtual field
+    # (columns 2..6) cannot be told apart per axis: the union is given as an upper bound.
+    m = _PaddedBranch()
+    a = rfgraph.analyze(m, (1, 1, "H", "W")).evaluate(H=3, W=12)
+    h, w = a.field(a.output)
+    assert w.upper and any("padding" in n for n in w.notes)
+    lo, hi = a.int_of(w.start_at(5)), a.int_of(w.end_at(5))
+    assert lo <= 4 and hi >= 6  # an upper bound contains the truth
+    _exact(m, (1, 1, "H", "W"), {"H": 3, "W": 12})
+
+
+def test_same_padding_then_conv_is_not_an_upper_bound():
+    # F.pad(x, (0, 1)) then a 3-wide conv: every window holds real pixels, no element reads
+    # only padding, so a residual merge stays exact
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv1d(1, 1, 3, stride=1)
+            self.e = nn.Conv1d(1, 1, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.c(torch.nn.functional.pad(x, (1, 1))) + self.e(x)
+
+    a = rfgraph.analyze(Net(), (1, 1, "L"))
+    assert not a.field(a.output)[0].upper
+    _exact(Net(), (1, 1, "L"), {"L": 9})

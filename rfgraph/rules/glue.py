@@ -231,10 +231,26 @@ def _broadcast(call: Call, tensors: list[TensorInfo]) -> tuple[TensorInfo, list[
             bcast.append(d is None or t.shape[d] == 1)
             lengths.append(None if d is None else t.shape[d])
         rf.append(merge_rfs(fields, bcast, lengths))
+    _padding_merge(rf, live)
     const = all(t.const for t in tensors)
     # every channel is the union of the same channels' fields: uniform when the inputs are
     varies = any(t.varies for t in live)
     return TensorInfo(tuple(shape), tuple(axes), tuple(rf), const, varies=varies), conditions
+
+
+def _padding_merge(rf: list, branches: list[TensorInfo]) -> None:
+    """A branch with elements that read only padding (a constant pad of an intermediate
+    tensor) takes part in the union with the virtual extension of its field, which may cover
+    real pixels it never reads, along this axis or (as the whole element is padding) along the
+    others. Where the branches' fields differ, the union is then an upper bound: said so."""
+    if not any(f is not None and f.pad_run for t in branches for f in t.rf):
+        return
+    for a, merged in enumerate(rf):
+        ids = {id(t.rf[a]) for t in branches if a < len(t.rf)}
+        if merged is not None and len(ids) > 1 and not merged.upper:
+            rf[a] = merged.upper_bound(
+                "a merged branch has elements that read only padding (a pad of an "
+                "intermediate tensor): the union is an upper bound next to them")
 
 
 @register(operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul,
@@ -314,6 +330,8 @@ def concatenate(call: Call) -> OpResult:
                 "concatenated along another axis: the field along this one depends on the "
                 "piece, the union of the pieces' fields is an upper bound")
         rf.append(merged)
+    if first.axes[d] is None:
+        _padding_merge(rf, [t for t in tensors if not t.const] or tensors[:1])
     axes_from = next((t for t in tensors if not t.const), first)
     channels, varies = _cat_channels(tensors, d)
     y = TensorInfo(tuple(shape), axes_from.axes, tuple(rf), all(t.const for t in tensors),
