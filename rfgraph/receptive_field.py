@@ -381,20 +381,32 @@ class AxisRF:
         """This field, with ``run`` elements at either end that may read only padding."""
         if run == self.pad_run:
             return self
-        out = copy.copy(self)
+        if run > 0 and self._extent is not None:
+            # every element of a global field has its extent, the padding ones too: they
+            # really read nothing
+            out = self.upper_bound("elements that read only padding are given the whole "
+                                   "(global) field: an upper bound")
+        else:
+            out = copy.copy(self)
         out.pad_run = run
         return out
 
     def through_window(self, kernel: int, stride: int, pad_left: int | Expr, dilation: int = 1,
-                       ) -> AxisRF:
+                       pad_right: int | Expr = 0) -> AxisRF:
         """Conv/pool: output y reads elements [y*s - p, y*s - p + k_eff - 1]."""
         out = self._through_window(kernel, stride, pad_left, dilation)
         k_eff = dilation * (kernel - 1) + 1
-        p = sympy.sympify(pad_left)
-        p = int(p) if p.is_Integer else (0 if p.is_nonpositive else 10**6)
-        # the leading outputs whose window lies wholly in the first run + p elements
-        run = (self.pad_run + p - k_eff) // stride + 1 if self.pad_run + p >= k_eff else 0
-        return out.with_pad_run(max(run, 0))
+        run = 0
+        for pad in (pad_left, pad_right):
+            p = sympy.sympify(pad)
+            p = int(p) if p.is_Integer else (0 if p.is_nonpositive else 10**6)
+            # the outputs at this end whose window lies wholly in the run + p elements there;
+            # with dilation, taps may straddle a short real region: any padding may do
+            if self.pad_run + p >= k_eff:
+                run = max(run, (self.pad_run + p - k_eff) // stride + 1)
+            elif dilation > 1 and self.pad_run + p > 0:
+                run = max(run, 1)
+        return out.with_pad_run(run)
 
     def _through_window(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,
                         ) -> AxisRF:

@@ -88,7 +88,8 @@ def apply_window(call: Call, x: TensorInfo, w: Window, out_channels: Expr | int 
                 axis = x.axes[d]
                 if axis is not None and rf[axis] is not None:
                     rf[axis] = rf[axis].through_window(w.kernel[i], w.stride[i],
-                                                       w.pad_left[i], w.dilation[i])
+                                                       w.pad_left[i], w.dilation[i],
+                                                       w.pad_right[i])
             cache[key] = tuple(rf)
         return cache[key]
 
