@@ -53,6 +53,16 @@ def decided_at(values: dict | None) -> Iterator[None]:
         _DECIDE_AT.pop()
 
 
+@contextmanager
+def decided_at_dict(values: dict) -> Iterator[None]:
+    """Within: decide at ``values`` (symbol -> Integer, as captured by a field)."""
+    _DECIDE_AT.append(values)
+    try:
+        yield
+    finally:
+        _DECIDE_AT.pop()
+
+
 def _number(d: Expr) -> Expr | None:
     """``d`` as a number: itself, or its value at the sizes being evaluated."""
     if d.is_Number:
@@ -358,7 +368,11 @@ class AxisRF:
                 return [Integer(i) for i in range(int(lo), int(hi) + 1)]
             if sympy.expand(hi - lo).is_Integer:
                 return [lo + i for i in range(int(sympy.expand(hi - lo)) + 1)]
-            raise ValueError(f"field of a non-monotone chain at a symbolic position {y}")
+            lo_v, hi_v = _number(lo), _number(hi)  # decided at the sizes being evaluated
+            if lo_v is not None and hi_v is not None and lo_v.is_Integer and hi_v.is_Integer:
+                return [Integer(i) for i in range(int(lo_v), int(hi_v) + 1)]
+            raise Unsupported("a window whose reads depend on the input size over a field "
+                              "that is not monotone: known at concrete sizes")
 
         def start(y: Expr) -> Expr:
             live = self._live_taps(read(y))
@@ -370,9 +384,15 @@ class AxisRF:
             return largest([self._eval(1, t) for t in live]) if live else \
                 self._eval(1, last(y))
 
+        decide = _DECIDE_AT[-1] if _DECIDE_AT else None
+
         def is_live(y: int) -> bool:
+            if decide is not None and not (_DECIDE_AT and _DECIDE_AT[-1] is decide):
+                with decided_at_dict(decide):
+                    return bool(self._live_taps(read(Integer(y))))
             return bool(self._live_taps(read(Integer(y))))
 
+        read(Integer(0))  # reads that depend on the input size: Unsupported now, not later
         return AxisRF(start, end, jump, period, self.aligned, self.reason, notes,
                       live=is_live if (self.gappy or gaps or taps is not None) else None,
                       monotone=False, **flags)._upper_if(self.upper)
@@ -400,12 +420,11 @@ class AxisRF:
         for pad in (pad_left, pad_right):
             p = sympy.sympify(pad)
             p = int(p) if p.is_Integer else (0 if p.is_nonpositive else 10**6)
-            # the outputs at this end whose window lies wholly in the run + p elements there;
-            # with dilation, taps may straddle a short real region: any padding may do
+            # the outputs at this end whose window lies wholly in the run + p elements there
+            # (a dilated window may also straddle a tensor shorter than its dilation: taps in
+            # the padding on both sides; such fields reach past the border on both sides)
             if self.pad_run + p >= k_eff:
                 run = max(run, (self.pad_run + p - k_eff) // stride + 1)
-            elif dilation > 1 and self.pad_run + p > 0:
-                run = max(run, 1)
         return out.with_pad_run(run)
 
     def _through_window(self, kernel: int, stride: int, pad_left: int, dilation: int = 1,

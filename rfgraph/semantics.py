@@ -408,7 +408,12 @@ def resize_reference(x: torch.Tensor, size: Any = None, scale_factor: Any = None
         scale = None
         if scale_factor is not None and not recompute_scale_factor and scales[a]:
             scale = 1 / Fraction(scales[a])
-        w = _axis_weights(sizes[a], outs[a], mode, bool(align_corners), scale)
+        if mode in ("linear", "bilinear", "trilinear") and sizes[a] == outs[a]:
+            # torch's linear kernels copy an axis whose length does not change, whatever the
+            # scale factor (aten/src/ATen/native/UpSample*.cpp)
+            w = torch.eye(sizes[a], dtype=torch.float64)
+        else:
+            w = _axis_weights(sizes[a], outs[a], mode, bool(align_corners), scale)
         y = torch.tensordot(y, w, dims=([2 + a], [1])).movedim(-1, 2 + a)
     return y
 

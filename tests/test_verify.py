@@ -5,7 +5,7 @@
 * verify over the whole zoo, the graph zoo and the seed tour: every check passes, timed;
 * verify catches wrong formulas (injected into an analysis) and wrong layers;
 * the report (table, JSON), the CLI contract (exit 0 / 1 / 2), size selection;
-* the rfgraph bugs verify found, as strict xfails (they turn red once fixed).
+* the rfgraph bugs verify found (regression tests).
 """
 
 from __future__ import annotations
@@ -251,6 +251,10 @@ def test_verify_zoo(name):
     # skips are explained, and only for these reasons
     allowed = ("integer tensor", "field unknown", "reads no input pixel", "not probed")
     for r in report.skipped:
+        if r.reason == "upper-bound" and name == "unet_small" and r.at and r.at["H"] % 2:
+            # at odd sizes U-Net pads the up-sampled map by a row before the cat: a merge
+            # with padding-only elements, an upper bound (docs/conventions.md)
+            continue
         assert r.detail and any(k in r.detail for k in allowed), (r.node, r.check, r.detail)
 
 
@@ -554,7 +558,7 @@ def test_cli_mismatch_exits_1(capsys, tmp_path):
     assert "FAIL" in out and out.rstrip().endswith("result: MISMATCH")
 
 
-# -- rfgraph bugs found by verify (strict xfails: they turn red once rfgraph is fixed) ------------
+# -- rfgraph bugs found by verify (regression tests) ----------------------------------------------
 @pytest.mark.parametrize(("layer", "smallest"), [(nn.ReflectionPad1d(2), 3),  # pad < n
                                                  (nn.CircularPad1d(3), 3)])  # pad <= n
 def test_pad_min_size_matches_torch(layer, smallest):
@@ -578,9 +582,9 @@ def test_odd_pixel_unshuffle_is_a_one_line_error():
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="rfgraph bug: PixelShuffle after PixelUnshuffle is the "
-                   "identity, rfgraph's channel-blind field is 2 pixels wide")
-def test_known_rfgraph_bug_unshuffle_then_shuffle_field():
+def test_unshuffle_then_shuffle_field():
+    """Found by verify (fixed in issue 9: channels are followed through the shuffles):
+    PixelShuffle after PixelUnshuffle is the identity, a field of one pixel."""
     a = rfgraph.analyze(nn.Sequential(nn.PixelUnshuffle(2), nn.PixelShuffle(2)),
                         (1, 1, "H", "W"))
     report = verify(a, at=[{"H": 8, "W": 8}], checks=["rf"])

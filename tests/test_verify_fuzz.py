@@ -6,8 +6,8 @@ CI (the derandomized ``ci`` profile of tests/conftest.py) runs 1000 examples; ``
 (``HYPOTHESIS_PROFILE=fuzz``) runs 4x the profile's ``max_examples`` (20000) with random seeds.
 Each example analyses the model symbolically and verifies it at one valid size.
 
-Three rfgraph bugs found by this fuzz are filtered by ``KNOWN_BUGS`` below (each has a strict
-xfail with its minimal repro in tests/test_verify.py; remove the filter when the xfail turns red).
+``KNOWN_BUGS`` below filters nothing: the bugs this fuzz found are fixed and have regression
+tests in tests/test_verify.py.
 """
 
 from __future__ import annotations
@@ -167,25 +167,10 @@ def run_config(model: nn.Module, spec: tuple, sizes: dict[str, int]) -> Any:
     return None
 
 
-# -- rfgraph bugs this fuzz found (see tests/test_verify.py::test_known_rfgraph_bug_*, strict
-# xfails that turn red once a bug is fixed: then delete its entry here) ----------------------------
-def _pad_min_size_bug(model: nn.Module, row: Any) -> bool:
-    """rfgraph accepts sizes at which a reflect/circular padding layer raises in torch."""
-    mod = dict(model.named_modules()).get(row.node.lstrip("_"))
-    return (row.check in ("shape", "macs") and mod is not None
-            and type(mod).__name__.startswith(("ReflectionPad", "CircularPad"))
-            and "torch fails here" in row.detail)
-
-
-def _unshuffle_shuffle_bug(model: nn.Module, row: Any) -> bool:
-    """PixelShuffle after PixelUnshuffle: rfgraph's field (union over channels) is 2 wide, the
-    real one 1 (the two are inverse permutations)."""
-    kinds = [type(m).__name__ for m in model]
-    return row.check == "rf" and "PixelUnshuffle" in kinds and "PixelShuffle" in kinds[
-        kinds.index("PixelUnshuffle"):]
-
-
-KNOWN_BUGS = {"pad-min-size": _pad_min_size_bug, "unshuffle-shuffle-field": _unshuffle_shuffle_bug}
+# -- rfgraph bugs this fuzz found: none open. A bug it finds gets a regression test in
+# tests/test_verify.py and an entry here only while it is being fixed (an entry for a fixed bug
+# is a test that cannot fail) --------------------------------------------------------------------
+KNOWN_BUGS: dict[str, Any] = {}
 
 
 def known_bug(model: nn.Module, row: Any) -> str | None:

@@ -1,32 +1,59 @@
 """Resizing ops: interpolate/Upsample, padding, pixel (un)shuffle.
 
 Index maps follow PyTorch's kernels (aten/src/ATen/native/UpSample.h), with the input-per-output
-scale kept as an exact fraction p/q:
-- nearest:            src = floor(y·p/q)
-- nearest-exact:      src = floor((y + 1/2)·p/q)
-- linear modes, align_corners=False: src = (y + 1/2)·p/q − 1/2, reads floor(src) and, when src is
-  not an integer, floor(src) + 1 (a zero weight is no dependence)
-- align_corners=True: src = y·(n_in − 1)/(n_out − 1), same two taps
-Fields are unclipped (border clamping is ignored), like padding elsewhere.
+scale kept as an exact fraction (``1/scale_factor`` when a scale factor is given and not
+recomputed, else ``n_in/n_out``; ``(n_in - 1)/(n_out - 1)`` with align_corners, 0 when
+``n_out == 1``):
+- nearest:            src = floor(y·scale)
+- nearest-exact:      src = floor((y + 1/2)·scale)
+- linear modes: src = (y + 1/2)·scale − 1/2 (align_corners: y·scale); reads floor(src) and, when
+  src is not an integer, floor(src) + 1 (a zero weight is no dependence)
+- bicubic: the same src; reads floor(src) − 1 .. floor(src) + 2 (cubic convolution, A = −0.75),
+  only src itself when src is an integer (the other three weights are exactly 0)
+- area: adaptive average pooling to the output size: bin y reads
+  floor(y·n/o) .. ceil((y+1)·n/o) − 1
+- nearest and the linear modes copy when the output is as long as the input, whatever the scale
+  factor (nearest_idx, compute_source_index_and_lambda); nearest reads floor(y/2) when the
+  output is twice as long. Symbolically (floor(n·5/4) == n only for n <= 3) the formulas take
+  the long-input branch, say so in a note, and evaluating re-decides (``needs_at``).
+Fields are unclipped (border clamping is ignored), like padding elsewhere: clipped to the image
+they are what torch reads.
+
+Bicubic fields alternate narrow (one pixel where src is an integer) and wide (four): they are
+not monotone in y, so the field is built with explicit taps (``regular_taps=False``) and the
+layers after it take the union over the elements they read.
+
+Where torch's own kernels disagree, the field follows torch's index functions in UpSample.h
+(what its backward, i.e. a gradient probe, sees) for nearest, and the forward for bicubic:
+- nearest with an output 1x or 2x as long as the input but another scale factor: nearest_idx
+  copies (reads y // 2); the generic CPU forward kernel (1-D, 3-D, 2-D outputs with H + W > 128
+  unless channels-last with C > 3) reads floor(y/scale_factor). A note says so.
+- bicubic with every spatial size unchanged but a scale factor != 1: the forward interpolates,
+  the backward copies. A note says so.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from fractions import Fraction
+from math import ceil, gcd
 
 import sympy
 import torch.nn.functional as F
 from sympy import Expr, Integer
 from torch import nn
 
-from ..errors import RuleError
-from ..receptive_field import AxisRF
-from ..symbolic import ceildiv, floordiv
+from ..errors import RuleError, Unsupported
+from ..receptive_field import AxisRF, IndexMap, TapMap, join_reasons, merge_rfs
+from ..symbolic import ceildiv, floordiv, format_expr
 from ..tensor import TensorInfo
 from .base import Call, OpResult, ntuple, register
 from .conv import Window, apply_window
 
 LINEAR_MODES = {"linear", "bilinear", "trilinear"}
+MODES = LINEAR_MODES | {"nearest", "nearest-exact", "area", "bicubic", "lanczos"}
+#: modes torch implements for one number of spatial dims only
+_MODE_ND = {"linear": 1, "bilinear": 2, "trilinear": 3, "bicubic": 2, "lanczos": 2}
 
 
 def _fraction(value: float | int, call: Call) -> Fraction:
@@ -39,104 +66,273 @@ def _fraction(value: float | int, call: Call) -> Fraction:
     return f
 
 
-def _ratio(call: Call, num: Expr, den: Expr) -> Fraction | None:
-    """num/den as an exact fraction: symbolically when constant, else at the ``at`` sizes."""
-    r = sympy.nsimplify(sympy.sympify(num) / sympy.sympify(den))
+def _scale(call: Call, num: Expr, den: Expr) -> tuple[Expr, int] | None:
+    """num/den as (a, b) with a/b == num/den exactly, b a positive int and a an integer-valued
+    expression of the sizes (a number when the ratio is constant); at the ``at`` sizes when the
+    ratio depends on the input size non-linearly. None when it does and there are none."""
+    num, den = sympy.sympify(num), sympy.sympify(den)
+    r = num / den
+    if not r.is_Rational and not (den.is_Integer and int(den) > 0):
+        r = sympy.cancel(r)
     if r.is_Rational:
-        return Fraction(int(r.p), int(r.q))
+        return Integer(r.p), int(r.q)
+    if den.is_Integer and int(den) > 0:
+        return num, int(den)
     n, d = call.concrete(num), call.concrete(den)
     if n.is_Integer and d.is_Integer and int(d) > 0:
-        return Fraction(int(n), int(d))
+        f = Fraction(int(n), int(d))
+        return Integer(f.numerator), f.denominator
     return None
 
 
-def _index_maps(mode: str, scale: Fraction, align: bool):
-    """(first(y), last(y)) input indices read by output y, for in-per-out ``scale`` = p/q."""
-    p, q = scale.numerator, scale.denominator
-    if mode == "nearest":
-        return (lambda y: floordiv(y * p, q)), (lambda y: floordiv(y * p, q))
-    if mode == "nearest-exact":
-        return (lambda y: floordiv((2 * y + 1) * p, 2 * q)), \
-               (lambda y: floordiv((2 * y + 1) * p, 2 * q))
-    if mode in LINEAR_MODES and not align:
-        return (lambda y: floordiv((2 * y + 1) * p - q, 2 * q)), \
-               (lambda y: ceildiv((2 * y + 1) * p - q, 2 * q))
-    if mode in LINEAR_MODES and align:
-        return (lambda y: floordiv(y * p, q)), (lambda y: ceildiv(y * p, q))
+def _decide_le(call: Call, n: Expr, bound: int) -> bool | None:
+    """n <= bound: by SymPy, else at the ``at`` sizes; None when undecided."""
+    rel = sympy.Le(sympy.sympify(n), bound)
+    if rel in (sympy.true, sympy.false):
+        return bool(rel)
+    value = call.concrete(n)
+    if value.is_Integer:
+        return int(value) <= bound
     return None
+
+
+def _multiple_length(call: Call, n: Expr, s: Fraction, k: int) -> tuple[bool | None, int]:
+    """Is floor(n·s) == k·n (the output exactly k times as long as the input) with s != k?
+    (answer or None when it depends on the input size and no sizes are given, largest n
+    for which it holds). floor(n·p/q) == k·n  <=>  p >= k·q and n·(p − k·q) < q."""
+    p, q = s.numerator, s.denominator
+    if p <= k * q:  # s < k: never; s == k: the scale is exactly 1/k, the maps already say so
+        return False, 0
+    most = ceil(Fraction(q, p - k * q)) - 1
+    if most < 1:
+        return False, 0
+    return _decide_le(call, n, most), most
+
+
+@dataclass
+class _AxisPlan:
+    """How output y of one axis reads the input axis: elements first(y) .. last(y), or every
+    element (``collapse``), or unknown (first is None)."""
+
+    first: IndexMap | None = None
+    last: IndexMap | None = None
+    jump: Expr = Integer(1)  # in input elements per output element
+    period: int = 1
+    collapse: bool = False
+    notes: list[str] = field(default_factory=list)
+    needs_at: bool = False
+    #: the elements y really reads, when some of first(y) .. last(y) have zero weight
+    taps: TapMap | None = None
+    #: a note the field carries downstream (an assumption it holds under)
+    field_note: str | None = None
+
+
+def _copy_plan(notes: list[str]) -> _AxisPlan:
+    return _AxisPlan(lambda y: y, lambda y: y, Integer(1), 1, notes=notes)
+
+
+def _area_plan(call: Call, n: Expr, out: Expr) -> _AxisPlan:
+    """interpolate(mode='area') is adaptive average pooling to ``out``: bin y reads
+    floor(y·n/o) .. ceil((y+1)·n/o) − 1."""
+    if sympy.sympify(out) == 1:
+        return _AxisPlan(collapse=True)
+    scale = _scale(call, n, out)
+    if scale is None:
+        return _AxisPlan(notes=["field depends on the input size through the resize ratio: "
+                                "known at concrete sizes (evaluate)"], needs_at=True)
+    a, b = scale
+    widths = ({ceildiv((y + 1) * a, b) - floordiv(y * a, b) for y in range(b)}
+              if a.is_Integer else {None, 0})
+    note = "area bins vary in width: the field size is the widest" if len(widths) > 1 else None
+    return _AxisPlan(lambda y: floordiv(y * a, b), lambda y: ceildiv((y + 1) * a, b) - 1,
+                     a / b, b, field_note=note)
+
+
+def _axis_plan(call: Call, mode: str, n: Expr, out: Expr, s: Fraction | None, align: bool,
+               recompute: bool, all_same: bool | None) -> _AxisPlan:
+    """The index maps of one axis of a nearest/linear/bicubic resize from n to out elements
+    (``s``: the scale factor when one is given)."""
+    notes: list[str] = []
+    needs_at = False
+    assumption = None
+    symbol = format_expr(n)
+    if s is not None and not align and not recompute and mode in LINEAR_MODES | {"nearest"}:
+        # torch ignores the scale factor where the output has the input's length (and nearest
+        # where it has twice that): decided at the sizes, else the formulas assume long inputs
+        for k in ((1, 2) if mode == "nearest" else (1,)):
+            same, most = _multiple_length(call, n, s, k)
+            if same:
+                caveat = (" (torch's nearest index, which its backward uses; its generic CPU "
+                          "forward kernel, used for 1-D, 3-D and large 2-D outputs, reads "
+                          "floor(y/scale_factor) instead)" if mode == "nearest" else "")
+                if k == 2:
+                    return _AxisPlan(lambda y: floordiv(y, 2), lambda y: floordiv(y, 2),
+                                     sympy.Rational(1, 2), 2,
+                                     notes=["output twice as long as the input: torch reads "
+                                            f"y // 2 whatever the scale factor{caveat}"])
+                return _copy_plan([f"output as long as the input: torch copies it{caveat}"])
+            if same is None:
+                needs_at = True
+                assumption = (f"field assumes {symbol} >= {most + 1}: for {symbol} <= {most} "
+                              f"the output is {'as long as' if k == 1 else 'twice as long as'}"
+                              " the input and torch ignores the scale factor (evaluating "
+                              "re-decides)")
+                notes.append(assumption)
+    if mode == "bicubic" and all_same and s is not None and not align and not recompute:
+        notes.append("every spatial size unchanged: torch's bicubic backward copies, so a "
+                     "gradient probe sees one pixel; the forward reads the cubic taps")
+    # the input-per-output scale a/b
+    if mode in ("nearest", "nearest-exact") or not align:
+        scale = ((Integer(s.denominator), s.numerator) if s is not None and not recompute
+                 else _scale(call, n, out))
+    else:  # align_corners: (n - 1)/(out - 1), 0 (read element 0) for one output element
+        one = _decide_le(call, out, 1)
+        scale = (Integer(0), 1) if one else _scale(call, sympy.sympify(n) - 1,
+                                                    sympy.sympify(out) - 1)
+    if scale is None:
+        return _AxisPlan(notes=notes + ["field depends on the input size through the resize "
+                                        "ratio: known at concrete sizes (evaluate)"],
+                         needs_at=True)
+    a, b = scale
+    # src(y) = (ca*y + cb) / d
+    if mode == "nearest" or (mode in LINEAR_MODES | {"bicubic"} and align):
+        ca, cb, d = a, Integer(0), b
+    elif mode == "nearest-exact":
+        ca, cb, d = 2 * a, a, 2 * b
+    else:  # half-pixel centres
+        ca, cb, d = 2 * a, a - b, 2 * b
+
+    def lo(y: Expr) -> Expr:
+        return floordiv(ca * y + cb, d)
+
+    def hi(y: Expr) -> Expr:
+        return ceildiv(ca * y + cb, d)
+
+    if mode in ("nearest", "nearest-exact"):
+        return _AxisPlan(lo, lo, a / b, b, notes=notes, needs_at=needs_at,
+                         field_note=assumption)
+    if mode != "bicubic":
+        return _AxisPlan(lo, hi, a / b, b, notes=notes, needs_at=needs_at,
+                         field_note=assumption)
+
+    # reads floor(src) - 1 .. floor(src) + 2, or src alone when it is an integer (the other
+    # weights are exactly 0): from 2·floor − ceil to 2·ceil − floor
+    def first(y: Expr) -> Expr:
+        return 2 * lo(y) - hi(y)
+
+    def last(y: Expr) -> Expr:
+        return 2 * hi(y) - lo(y)
+
+    if a.is_Integer and (int(a) >= b or all((int(ca) * y + int(cb)) % d for y in range(b))):
+        # down-sampling (src steps by >= 1) or no integer src (half-pixel up-sampling by an
+        # even factor): the fields never step back, the maps are monotone
+        return _AxisPlan(first, last, a / b, b, notes=notes, needs_at=needs_at)
+
+    def taps(y: Expr) -> list[Expr]:
+        """The elements output y reads; where src is symbolic, the two ends."""
+        num = sympy.expand(ca * sympy.sympify(y) + cb)
+        if num.is_Integer:
+            f, rest = divmod(int(num), d)
+            return [Integer(f)] if rest == 0 else [Integer(f + t) for t in (-1, 0, 1, 2)]
+        return [first(y), last(y)]
+
+    # up-sampling with integer srcs: fields alternate narrow and wide (not monotone in y), so
+    # the next layer takes the union over the elements it reads
+    return _AxisPlan(lambda y: lo(y) - 1, lambda y: lo(y) + 2, a / b, b, taps=taps,
+                     notes=notes, needs_at=needs_at)
 
 
 def resize_core(call: Call, x: TensorInfo, size, scale_factor, mode: str,
-                align_corners: bool | None, recompute: bool | None) -> OpResult:
+                align_corners: bool | None, recompute: bool | None,
+                antialias: bool = False) -> OpResult:
     nd = x.ndim - 2
     if nd < 1:
         raise RuleError(f"{call.where()}: interpolate needs a (N, C, *spatial) input")
+    if mode not in MODES:
+        raise Unsupported(f"{call.where()}: interpolation mode {mode!r} is not modelled")
     dims = list(range(2, x.ndim))
     if (size is None) == (scale_factor is None):
         raise RuleError(f"{call.where()}: give exactly one of size and scale_factor")
+    if align_corners is not None and mode not in LINEAR_MODES | {"bicubic", "lanczos"}:
+        raise RuleError(f"{call.where()}: align_corners can only be set with the "
+                        "interpolating modes (linear, bilinear, bicubic, trilinear, lanczos), "
+                        f"not {mode!r}")
+    if recompute and size is not None:
+        raise RuleError(f"{call.where()}: recompute_scale_factor is not meaningful with an "
+                        "explicit size")
+    if antialias and not (mode in ("bilinear", "bicubic", "lanczos") and nd == 2):
+        raise RuleError(f"{call.where()}: antialias=True needs mode bilinear, bicubic or "
+                        "lanczos and a 4-D input")
+    if mode == "lanczos" and not antialias:
+        raise RuleError(f"{call.where()}: mode 'lanczos' needs antialias=True")
     shape, rf = list(x.shape), list(x.rf)
     notes: list[str] = []
     needs_at = False
     align = bool(align_corners)
-    if mode == "area":
-        from .conv import adaptive_core
-
-        outs = ntuple(size, nd) if size is not None else [
-            floordiv(x.shape[d] * _fraction(s, call).numerator, _fraction(s, call).denominator)
-            for d, s in zip(dims, ntuple(scale_factor, nd))]
-        res = adaptive_core(call, x, nd, tuple(outs))
-        res.family = "resize"
-        return res
+    recompute = bool(recompute)
+    factors = ([_fraction(s, call) for s in ntuple(scale_factor, nd)]
+               if scale_factor is not None else [None] * nd)
+    outs = ([sympy.sympify(o) for o in ntuple(size, nd)] if size is not None else
+            [floordiv(x.shape[d] * f.numerator, f.denominator) for d, f in zip(dims, factors)])
+    if mode == "area":  # torch pools to the output size: the scale factor plays no part
+        factors = [None] * nd
+    same = [None if f is None else _multiple_length(call, x.shape[d], f, 1)[0]
+            for d, f in zip(dims, factors)]
+    all_same = all(same) if mode == "bicubic" else None
     for i, d in enumerate(dims):
-        n = x.shape[d]
-        if size is not None:
-            out = sympy.sympify(ntuple(size, nd)[i])
-            scale = _ratio(call, n - 1, out - 1) if align else _ratio(call, n, out)
-        else:
-            s = _fraction(ntuple(scale_factor, nd)[i], call)
-            out = floordiv(n * s.numerator, s.denominator)
-            if align:
-                scale = _ratio(call, n - 1, out - 1)
-            elif recompute:
-                scale = _ratio(call, n, out)
-            else:
-                scale = 1 / s
+        n, out = x.shape[d], outs[i]
         shape[d] = out
         axis = x.axes[d]
         if axis is None or rf[axis] is None:
             continue
-        maps = _index_maps(mode, scale, align) if scale is not None else None
-        if maps is None:
+        if antialias:  # a wider, normalised kernel when down-sampling (lanczos: 6 taps)
             rf[axis] = None
-            if scale is None:
-                needs_at = True
-                notes.append("field depends on the input size through the resize ratio: "
-                             "known at concrete sizes (evaluate)")
-            else:
-                notes.append(f"field of mode {mode!r} not modelled")
+            note = f"field of mode {mode!r} with antialias=True not modelled"
+            if note not in notes:
+                notes.append(note)
             continue
+        plan = (_area_plan(call, n, out) if mode == "area" else
+                _axis_plan(call, mode, n, out, factors[i], align, recompute, all_same))
+        notes += [t for t in plan.notes if t not in notes]
+        needs_at = needs_at or plan.needs_at
         old: AxisRF = rf[axis]
-        first, last = maps
-        rf[axis] = old.compose(first, last, old.jump * sympy.Rational(scale.numerator,
-                                                                        scale.denominator),
-                               old.period * scale.denominator)
+        if plan.collapse:
+            rf[axis] = old.collapsed(n)
+        elif plan.first is None:
+            rf[axis] = None
+        else:
+            extra = {} if plan.taps is None else {"taps": plan.taps, "regular_taps": False}
+            rf[axis] = old.compose(plan.first, plan.last, old.jump * plan.jump,
+                                   old.period * plan.period, plan.field_note, **extra)
     y = x.with_shape(shape, rf=rf)
     return OpResult(y, family="resize", notes=notes, needs_at=needs_at,
                     min_sizes=[(shape[d], "output size") for d in dims])
 
 
+def _checked_mode(call: Call, x: TensorInfo, mode: str) -> str:
+    """torch implements linear, bilinear, trilinear and bicubic for one input rank each (the
+    ATen rules pass "bilinear" for every linear mode, so only the Python entry points check)."""
+    if mode in _MODE_ND and _MODE_ND[mode] != x.ndim - 2:
+        raise RuleError(f"{call.where()}: mode {mode!r} needs a {_MODE_ND[mode] + 2}-D input, "
+                        f"got {x.ndim}-D")
+    return mode
+
+
 @register(F.interpolate, family="resize")
 def interpolate(call: Call) -> OpResult:
-    return resize_core(call, call.tensor(0, "input"), call.arg(1, "size"),
-                       call.arg(2, "scale_factor"), call.arg(3, "mode", "nearest"),
-                       call.arg(4, "align_corners"), call.arg(5, "recompute_scale_factor"))
+    x = call.tensor(0, "input")
+    return resize_core(call, x, call.arg(1, "size"), call.arg(2, "scale_factor"),
+                       _checked_mode(call, x, call.arg(3, "mode", "nearest")),
+                       call.arg(4, "align_corners"), call.arg(5, "recompute_scale_factor"),
+                       bool(call.arg(6, "antialias", False)))
 
 
 @register(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, family="resize")
 def upsample_module(call: Call) -> OpResult:
     m = call.module
-    return resize_core(call, call.tensor(), m.size, m.scale_factor, m.mode, m.align_corners,
-                       getattr(m, "recompute_scale_factor", None))
+    x = call.tensor()
+    return resize_core(call, x, m.size, m.scale_factor, _checked_mode(call, x, m.mode),
+                       m.align_corners, getattr(m, "recompute_scale_factor", None))
 
 
 # -- padding ---------------------------------------------------------------------------------------
@@ -194,12 +390,26 @@ def _gcd(a: int, b: int) -> int:
     return gcd(a, b)
 
 
+def _most(call: Call, left: Expr | int, right: Expr | int) -> tuple[int, bool]:
+    """The larger of two paddings as an int, and whether it depends on the input size (a
+    symbolic one that may be positive counts as large until the sizes are known)."""
+    out, symbolic = 0, False
+    for p in (left, right):
+        p = call.concrete(p)
+        if p.is_Integer:
+            out = max(out, int(p))
+        elif not p.is_nonpositive:
+            out, symbolic = max(out, 10**6), True
+    return out, symbolic
+
+
 def pad_core(call: Call, x: TensorInfo, pad, mode: str) -> OpResult:
     pad = [int(p) if not isinstance(p, Expr) else _int_if_number(p) for p in pad]
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise RuleError(f"{call.where()}: bad pad {pad}")
     shape, rf = list(x.shape), list(x.rf)
     notes = []
+    needs_at = False  # a size-dependent pad: whether it pads at all is known at sizes
     for k in range(len(pad) // 2):
         d = x.ndim - 1 - k
         left, right = pad[2 * k], pad[2 * k + 1]
@@ -212,7 +422,28 @@ def pad_core(call: Call, x: TensorInfo, pad, mode: str) -> OpResult:
                 old = rf[axis]
                 rf[axis] = old.compose(lambda y, le=left: y - le, lambda y, le=left: y - le,
                                        old.jump, old.period)
+            if mode == "constant":  # the new elements read only padding
+                most, symbolic = _most(call, left, right)
+                needs_at = needs_at or symbolic
+                rf[axis] = rf[axis].with_pad_run(x.rf[axis].pad_run + most)
     min_sizes: list[tuple[Expr, str]] = []
+    for k in range(len(pad) // 2):
+        d = x.ndim - 1 - k
+        left, right = pad[2 * k], pad[2 * k + 1]
+        if not (isinstance(left, int) and isinstance(right, int)):
+            continue
+        crop = -min(left, 0) - min(right, 0)
+        grow = max(left, right, 0)
+        if mode == "constant" and crop > 0:
+            # torch narrows first: a negative pad may not remove more than the input has
+            min_sizes.append((x.shape[d] - crop + 1,
+                              f"input size - {crop} + 1 (negative padding crops {crop} "
+                              f"elements: needs input >= {crop})"))
+        if mode == "circular" and crop > 0 and grow > 0:
+            # the wrapped copy must not overlap its source (torch refuses overlapping copies)
+            min_sizes.append((x.shape[d] - crop - grow + 1,
+                              f"input size - {crop + grow} + 1 (pad mode circular with padding "
+                              f"({left}, {right}) needs input >= {crop + grow})"))
     if mode != "constant":
         notes.append(f"pad mode {mode}: padded coordinates stand for reflected/replicated/"
                      "wrapped pixels")
@@ -220,15 +451,19 @@ def pad_core(call: Call, x: TensorInfo, pad, mode: str) -> OpResult:
         slack = {"reflect": 0, "circular": 1}.get(mode)
         for k in range(len(pad) // 2):
             d = x.ndim - 1 - k
-            most = max(pad[2 * k], pad[2 * k + 1])
-            if slack is not None and isinstance(most, int) and most > 0:
+            left, right = pad[2 * k], pad[2 * k + 1]
+            if not (isinstance(left, int) and isinstance(right, int)):
+                continue
+            most = max(left, right)
+            if slack is not None and most > 0:
                 rel = "<" if slack == 0 else "<="
                 min_sizes.append((x.shape[d] - most + slack,
                                   f"input size - {most}{' + 1' if slack else ''} "
                                   f"(pad mode {mode} needs padding {rel} input)"))
     y = x.with_shape(shape, rf=rf)
     min_sizes += [(shape[x.ndim - 1 - k], "padded size") for k in range(len(pad) // 2)]
-    return OpResult(y, kind="layer", family="pad", notes=notes, min_sizes=min_sizes)
+    return OpResult(y, kind="layer", family="pad", notes=notes, min_sizes=min_sizes,
+                    needs_at=needs_at)
 
 
 @register(F.pad, family="pad")
@@ -292,13 +527,126 @@ def pixel_shuffle_core(call: Call, x: TensorInfo, r: int, inverse: bool) -> OpRe
         else:
             rf[axis] = old.compose(lambda y: floordiv(y, r), lambda y: floordiv(y, r),
                                    old.jump / r, old.period * r)
-    y = x.with_shape(shape, rf=rf)
+    notes: list[str] = []
+    if inverse:
+        channels, varies = _unshuffle_channels(x, r)
+        y = x.with_shape(shape, rf=rf, channels=channels, varies=varies)
+    else:
+        y = _shuffle_channels(x, r, shape, rf, notes)
     if inverse:
         y2, min_sizes = apply_window(call, x, Window(2, (r, r), (r, r), (0, 0), (0, 0), (1, 1)),
                                      None)
     else:
         min_sizes = []
-    return OpResult(y, family="shuffle", conditions=conditions, min_sizes=min_sizes)
+    return OpResult(y, family="shuffle", conditions=conditions, min_sizes=min_sizes,
+                    notes=notes)
+
+
+def _unshuffle_channels(x: TensorInfo, r: int) -> tuple[list | None, bool]:
+    """Pixel unshuffle: output channel c·r² + i·r + j at (h, w) is input channel c at
+    (h·r + i, w·r + j), so the channels of one input channel differ by their phase (i, j)."""
+    chans = x.channel_fields()
+    ah, aw = x.axes[x.ndim - 2], x.axes[x.ndim - 1]
+    if chans is None or ah is None or aw is None:
+        return None, True
+    cache: dict[tuple[int, int], AxisRF | None] = {}
+
+    def phase(f: AxisRF | None, i: int) -> AxisRF | None:
+        if f is None:
+            return None
+        if (id(f), i) not in cache:
+            cache[(id(f), i)] = f.through_window(1, r, -i)  # element y reads y·r + i
+        return cache[(id(f), i)]
+
+    out = []
+    for fields in chans:
+        for i in range(r):
+            for j in range(r):
+                new = list(fields)
+                new[ah], new[aw] = phase(fields[ah], i), phase(fields[aw], j)
+                out.append(tuple(new))
+    return out, True
+
+
+def _phased(parts: list[AxisRF], r: int) -> AxisRF:
+    """Element y reads element y div r of field ``parts[y mod r]`` (one output channel of a
+    pixel shuffle along one axis)."""
+    if len({id(p) for p in parts}) == 1:
+        p = parts[0]
+        return p.compose(lambda y: floordiv(y, r), lambda y: floordiv(y, r), p.jump / r,
+                         p.period * r)
+
+    def at(which: int, y: Expr) -> Expr:
+        y = sympy.sympify(y)
+        if not y.is_Integer:
+            raise Unsupported("a pixel shuffle of channels with different fields: the field "
+                              "is known at positions, not as a formula of the position")
+        return parts[int(y) % r]._eval(which, Integer(int(y) // r))
+
+    period = r
+    for p in parts:
+        period = period * p.period // gcd(period, p.period)
+    period = r * period
+    jumps = {p.jump for p in parts}
+    aligned = all(p.aligned for p in parts) and len(jumps) == 1
+    out = AxisRF(lambda y: at(0, y), lambda y: at(1, y), parts[0].jump / r, period, aligned,
+                 join_reasons([p.reason for p in parts]
+                              + ([] if len(jumps) == 1 else ["channels' jumps differ"])),
+                 tuple(dict.fromkeys(n for p in parts for n in p.notes)),
+                 live=((lambda y: parts[y % r].is_live(y // r))
+                       if any(p.gappy for p in parts) else None),
+                 monotone=False, periodic=all(p.periodic for p in parts))
+    return out._upper_if(any(p.upper for p in parts))
+
+
+def _shuffle_channels(x: TensorInfo, r: int, shape: list, rf: list,
+                      notes: list[str]) -> TensorInfo:
+    """Pixel shuffle: output channel c at (h, w) is input channel c·r² + (h mod r)·r + (w mod
+    r) at (h div r, w div r). Exact per axis when each channel's field along one axis does not
+    depend on the phase along the other; otherwise the union over that phase, marked as an
+    upper bound."""
+    ah, aw = x.axes[x.ndim - 2], x.axes[x.ndim - 1]
+    if not x.varies or ah is None or aw is None:
+        return x.with_shape(shape, rf=rf)
+    chans = x.channel_fields()
+    if chans is None or any(f is None for fields in chans for f in (fields[ah], fields[aw])):
+        note = ("pixel shuffle of channels whose fields may differ (not followed through "
+                "every op before it): per-axis union, an upper bound")
+        notes.append(note)
+        for a in (ah, aw):
+            if rf[a] is not None:
+                rf[a] = rf[a].upper_bound(note)
+        return x.with_shape(shape, rf=rf)
+    n_out = len(chans) // (r * r)
+    out_channels: list[list] = [list(chans[c * r * r]) for c in range(n_out)]
+    for a, along_h in ((ah, True), (aw, False)):
+        upper = False
+        made: dict[tuple[int, ...], AxisRF] = {}
+        for c in range(n_out):
+            parts = []
+            for p in range(r):
+                ids = [c * r * r + (p * r + q if along_h else q * r + p) for q in range(r)]
+                group = list({id(chans[k][a]): chans[k][a] for k in ids}.values())
+                if len(group) > 1:  # this axis's field depends on the other axis's phase
+                    upper = True
+                    group = [merge_rfs(group, [False] * len(group))]
+                parts.append(group[0])
+            key = tuple(id(p) for p in parts)
+            if key not in made:
+                made[key] = _phased(parts, r)
+            out_channels[c][a] = made[key]
+        fields = list(made.values())
+        merged = fields[0] if len(fields) == 1 else merge_rfs(fields, [False] * len(fields))
+        if upper:
+            note = ("pixel shuffle: the field along one axis depends on the position along "
+                    "the other (channels with different fields): per-axis union, an upper "
+                    "bound")
+            notes.append(note)
+            merged = merged.upper_bound(note)
+        rf[a] = merged
+    channels = [tuple(f) for f in out_channels]
+    varies = len({tuple(id(f) for f in fs) for fs in channels}) > 1
+    return x.with_shape(shape, rf=rf, channels=channels if varies else None, varies=varies)
 
 
 @register(nn.PixelShuffle, F.pixel_shuffle, family="shuffle")
