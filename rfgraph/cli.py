@@ -4,10 +4,11 @@
                     [--render out.svg] [--show-offset] [--train]
     rfgraph erf [SPEC] --input 1,3,H,W --at H=128,W=128 [--node NAME] [-o erf.png] [--train]
     rfgraph verify [SPEC] --input 1,3,H,W [--at H=224,W=224 [--at H=97,W=131]] [--json]
-                   [--checks shape,params,macs,rf,semantics] [--no-progress]
+                   [--checks shape,params,macs,rf,semantics] [--no-progress] [--node-budget S]
 
 Every user error is one line on stderr and exit status 2; a bug in rfgraph is one line and exit
-status 3. Never a traceback, unless asked for with ``--traceback`` or ``RFGRAPH_TRACEBACK=1``.
+status 3. verify exits 1 on a mismatch and 4 when some check could not run (docs/verify.md).
+Never a traceback, unless asked for with ``--traceback`` or ``RFGRAPH_TRACEBACK=1``.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def cmd_erf(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """rfgraph verify: 0 when every check passes, 1 on any mismatch (user errors raise: 2)."""
+    """rfgraph verify: 0 OK, 1 a mismatch, 4 could not check (user errors raise: 2)."""
     from .verify import cmd_verify as run_verify
 
     if args.at:  # out-of-range sizes of a .pt2 fail before any work (the model stays loaded)
@@ -251,7 +252,7 @@ def _want_traceback(args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``rfgraph`` command; returns the exit status: 0 ok, 1 a verify mismatch, 2 a user
-    error, 3 an internal error (a bug in rfgraph)."""
+    error, 3 an internal error (a bug in rfgraph), 4 verify could not run some check."""
     global _LOADED
     parser = _build_parser()
     args = parser.parse_args(argv)

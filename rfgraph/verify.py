@@ -14,16 +14,24 @@ Per node and per input size (``at``) the checks compare rfgraph's formulas with 
 
 Everything here only *reads* the analysis; expected values never feed the measurements except to
 choose where to measure (which output element, how large an input). See docs/verify.md.
+
+Every row passes, fails, or is skipped with a reason (:data:`SKIP_REASONS`): a skip *by design*
+(nothing to compare: an unknown field, an integer tensor, ...) keeps the result OK; a check that
+applies but could not run (no input size fits, over the time budget, an error) makes it "could
+not check" (exit status 4) unless something failed (exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import itertools
 import math
 import operator
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,14 +62,55 @@ BIG_MACS_PER_PIXEL = 50_000
 #: nn.Linear layers with more weights than this get a parameter-free stand-in in the probe copy
 BIG_LINEAR = 1 << 22
 SEMANTICS_TOL = 1e-9
+#: above this estimated cost (element operations) the transposed-conv reference is computed
+#: matrix-free (the dense conv matrix of a dilated 3-D kernel takes minutes to build)
+CONV_MATRIX_COST = 20_000_000
 
 
 # ------------------------------------------------------------------------------------------------
 # Report
 # ------------------------------------------------------------------------------------------------
+#: Why a check was skipped. A skip *by design* (the first group) is a stated, documented case in
+#: which there is nothing verify can compare; the result can still be OK. A skip in the second
+#: group means the check *could not run* although it applies: the result is "could not check"
+#: (exit status 4) unless something failed. A skip row without a known reason counts as "could
+#: not check". docs/verify.md lists them all.
+SKIP_BY_DESIGN: dict[str, str] = {
+    "unknown": "rfgraph gives no value or field here (unknown): nothing to compare",
+    "upper-bound": "rfgraph gives only an upper bound of the field (e.g. window attention "
+                   "taken as global)",
+    "integer": "integer tensor (e.g. pooling indices): no gradient to probe",
+    "constant": "the output depends on no input pixel (a constant, or only padding)",
+    "padding": "the probed elements read no input pixel (they lie in padding) where rfgraph "
+               "extrapolates a field to them",
+    "mirrored": "reflect/replicate/circular padding: a padded coordinate stands for a pixel "
+                "inside the image",
+    "not-probed": "big model: a representative subset of the nodes is probed",
+    "same-module": "a shared module, checked at its first node",
+    "not-one-conv": "a chain of convolutions that is not one convolution",
+    "no-reference": "no independent reference for this configuration of the layer",
+}
+SKIP_COULD_NOT_CHECK: dict[str, str] = {
+    "no-size": "no input size was found at which the check can run (the model, or the part of "
+               "it the check needs, rejects every size tried)",
+    "too-large": "the field is too large to probe",
+    "too-slow": "not checked: too slow (over the per-node time budget)",
+    "error": "the check raised an error (a limit of verify or of the probe copy)",
+    "not-run": "not run: an earlier node failed in torch",
+}
+SKIP_REASONS = {**SKIP_BY_DESIGN, **SKIP_COULD_NOT_CHECK}
+#: exit statuses of ``rfgraph verify`` (2 = user error and 3 = internal error come from the CLI)
+EXIT_OK, EXIT_MISMATCH, EXIT_COULD_NOT_CHECK = 0, 1, 4
+#: default time budget (seconds) of one node's semantics check (``node_budget``)
+NODE_BUDGET = 5.0
+
+
 @dataclass
 class CheckRow:
-    """One comparison: ``status`` is "pass", "fail" or "skip" (skipped is not passed)."""
+    """One comparison: ``status`` is "pass", "fail" or "skip" (skipped is not passed).
+
+    ``reason`` (skips only) is a key of :data:`SKIP_REASONS`: a skip by design
+    (:data:`SKIP_BY_DESIGN`) or a check that could not run (:data:`SKIP_COULD_NOT_CHECK`)."""
 
     node: str
     check: str
@@ -72,12 +121,20 @@ class CheckRow:
     measured: Any = None
     error: float = 0.0  # the worst error (pixels, MACs, elements, or relative for semantics)
     detail: str = ""
+    reason: str = ""
+
+    @property
+    def could_not_check(self) -> bool:
+        """A skip that is not one of the documented skips by design: the check applies but
+        could not run (no fitting size, too slow, an error, ...)."""
+        return self.status == "skip" and self.reason not in SKIP_BY_DESIGN
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node, "check": self.check, "status": self.status, "at": self.at,
                 "what": self.what, "expected": _jsonable(self.expected),
                 "measured": _jsonable(self.measured), "error": _jsonable(self.error),
-                "detail": self.detail}
+                "detail": self.detail, "reason": self.reason,
+                "could_not_check": self.could_not_check}
 
 
 @dataclass
@@ -95,8 +152,27 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        """True when no check failed (skipped checks do not fail)."""
-        return not any(r.status == "fail" for r in self.rows)
+        """True when no check failed and every check ran or was skipped by design (a stated,
+        documented reason, :data:`SKIP_BY_DESIGN`)."""
+        return self.status == "ok"
+
+    @property
+    def mismatch(self) -> bool:
+        """True when some check failed."""
+        return any(r.status == "fail" for r in self.rows)
+
+    @property
+    def status(self) -> str:
+        """"mismatch" (some check failed), "could not check" (no failure, but some check could
+        not run) or "ok"."""
+        if self.mismatch:
+            return "mismatch"
+        return "could not check" if self.could_not_check else "ok"
+
+    @property
+    def exit_status(self) -> int:
+        """``rfgraph verify``'s exit status: 0 ok, 1 a mismatch, 4 could not check."""
+        return {"ok": EXIT_OK, "mismatch": EXIT_MISMATCH}.get(self.status, EXIT_COULD_NOT_CHECK)
 
     @property
     def failures(self) -> list[CheckRow]:
@@ -104,7 +180,13 @@ class VerifyReport:
 
     @property
     def skipped(self) -> list[CheckRow]:
+        """Every skipped row (by design or could not check)."""
         return [r for r in self.rows if r.status == "skip"]
+
+    @property
+    def could_not_check(self) -> list[CheckRow]:
+        """The skipped rows whose check applies but could not run (not a skip by design)."""
+        return [r for r in self.rows if r.could_not_check]
 
     def counts(self) -> dict[str, int]:
         out = {"pass": 0, "fail": 0, "skip": 0}
@@ -113,8 +195,10 @@ class VerifyReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "model": self.model, "input": list(self.input_shape),
+        return {"ok": self.ok, "status": self.status, "exit_status": self.exit_status,
+                "model": self.model, "input": list(self.input_shape),
                 "sizes": self.sizes, "checks": list(self.checks), "summary": self.counts(),
+                "could_not_check": len(self.could_not_check),
                 "notes": list(self.notes), "rows": [r.to_dict() for r in self.rows]}
 
     def format(self) -> str:
@@ -181,6 +265,8 @@ def format_report(report: VerifyReport) -> str:
             if any(r.status == "fail" for r in rows):
                 worst = max(r.error for r in rows if r.status == "fail")
                 row.append("FAIL" + _fmt_error(worst))
+            elif any(r.could_not_check for r in rows):
+                row.append("n/c")
             elif any(r.status == "pass" for r in rows):
                 part = any(r.status == "skip" for r in rows)
                 row.append(("ok" if not part else "ok*") + _fmt_error(worst))
@@ -192,18 +278,33 @@ def format_report(report: VerifyReport) -> str:
     for row in [header, *table]:
         lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
     counts = report.counts()
+    unchecked = report.could_not_check
+    by_design = [r for r in report.skipped if not r.could_not_check]
     lines.append(f"checks: {counts['pass']} passed, {counts['fail']} failed, "
-                 f"{counts['skip']} skipped (ok* = some of the cell's checks were skipped)")
+                 f"{len(by_design)} skipped by design, {len(unchecked)} could not be checked "
+                 "(ok* = some of the cell's checks were skipped by design; n/c = some could not "
+                 "be checked)")
     if report.failures:
         lines.append("failures:")
         for r in report.failures:
             lines.append(f"  {r.node} {r.check}{' ' + r.what if r.what else ''} at "
                          f"{_fmt_sizes(r.at)}: {r.detail}")
-    if report.skipped:
+    if unchecked:
+        lines.append("not checked (these checks apply but did not run):")
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for r in unchecked:
+            why = SKIP_COULD_NOT_CHECK.get(r.reason, "no stated reason")
+            key = (f"{r.check} at {_fmt_sizes(r.at)}", why, r.detail[:300])
+            groups.setdefault(key, []).append(r.node + (f" {r.what}" if r.what else ""))
+        for (where, why, detail), nodes in groups.items():
+            uniq = list(dict.fromkeys(nodes))
+            shown = ", ".join(uniq[:8]) + (f", ... ({len(uniq)} in all)" if len(uniq) > 8 else "")
+            lines.append(f"  {where}: {why}: {detail} [{shown}]")
+    if by_design:
         reasons: dict[str, list[str]] = {}
-        for r in report.skipped:
+        for r in by_design:
             reasons.setdefault(f"{r.check}: {r.detail}", []).append(r.node)
-        lines.append("skipped:")
+        lines.append("skipped: by design (docs/verify.md)")
         for reason, nodes in reasons.items():
             uniq = list(dict.fromkeys(nodes))
             shown = ", ".join(uniq[:6]) + (f", ... ({len(uniq)} nodes)" if len(uniq) > 6 else "")
@@ -211,7 +312,15 @@ def format_report(report: VerifyReport) -> str:
     if report.notes:
         lines.append("notes:")
         lines.extend(f"  - {n}" for n in report.notes)
-    lines.append("result: " + ("OK" if report.ok else "MISMATCH"))
+    if report.status == "mismatch":
+        result = "MISMATCH" + (f" ({len(unchecked)} check(s) could not run either)"
+                               if unchecked else "")
+    elif report.status == "could not check":
+        result = (f"COULD NOT CHECK ({len(unchecked)} check(s) did not run, listed under "
+                  "'not checked'; no mismatch)")
+    else:
+        result = "OK"
+    lines.append("result: " + result)
     return "\n".join(lines)
 
 
@@ -308,17 +417,28 @@ def choose_sizes(analysis: Any) -> list[dict[str, int]]:
         return _next_prime(base[a % len(base)], k)
 
     found: list[dict[str, int]] = []
+    search = _SizeSearch(analysis)  # axes moved one by one when a common step finds nothing
     for k in range(65):
         cand = {s: typical(s) + k for s in syms}
         if _valid(analysis, cand):
             found.append(cand)
             break
+    else:
+        cand = search.find({s: typical(s) for s in syms})
+        if cand is not None:
+            found.append(cand)
     for k in range(30):
         cand = {s: prime(s, k) for s in syms}
         if _valid(analysis, cand):
             found.append(cand)
             break
+    else:
+        cand = search.find({s: prime(s, 0) for s in syms})
+        if cand is not None:
+            found.append(cand)
     smallest = _smallest(analysis, syms)
+    if smallest is None:
+        smallest = search.find(dict.fromkeys(syms, 1))
     if smallest is not None:
         found.append(smallest)
     unique = []
@@ -354,6 +474,81 @@ def _smallest(analysis: Any, syms: list[str]) -> dict[str, int] | None:
     if _valid(analysis, sizes):
         return sizes
     return dict.fromkeys(syms, n0)
+
+
+class _SizeSearch:
+    """Finds sizes the analysis accepts near a wanted size, axis by axis.
+
+    The min sizes and conditions that involve one symbol alone (``H - 3 >= 1``, ``Mod(H + 1, 2)
+    = 0``) are tested directly on their formulas (cheap); a candidate combination is then
+    confirmed with :meth:`Analysis.evaluate` (conditions that couple axes, size-dependent
+    parts)."""
+
+    def __init__(self, analysis: Any) -> None:
+        self.a = analysis
+        self.mins: dict[str, list[Any]] = {}
+        self.conds: dict[str, list[Any]] = {}
+        self._memo: dict[tuple[str, int], bool] = {}
+        for node in analysis.nodes:
+            for expr, _ in node.min_sizes:
+                self._add(self.mins, expr)
+            for cond in node.conditions:
+                self._add(self.conds, cond)
+
+    @staticmethod
+    def _add(table: dict[str, list[Any]], expr: Any) -> None:
+        expr = sympy.sympify(expr)
+        free = getattr(expr, "free_symbols", set())
+        if len(free) == 1:
+            (sym,) = free
+            bucket = table.setdefault(sym.name, [])
+            if expr not in bucket:
+                bucket.append(expr)
+
+    def _holds(self, sym: str, n: int, table: dict[str, list[Any]], kind: str) -> bool:
+        for expr in table.get(sym, ()):
+            value = expr.xreplace({s: sympy.Integer(n) for s in expr.free_symbols})
+            if kind == "min" and value.is_Integer and int(value) < 1:
+                return False
+            if kind == "cond" and value is sympy.false:
+                return False
+        return True
+
+    def axis_ok(self, sym: str, n: int) -> bool:
+        """Every single-axis min size and condition of ``sym`` holds at ``n``."""
+        key = (sym, n)
+        if key not in self._memo:
+            self._memo[key] = (self._holds(sym, n, self.conds, "cond")
+                               and self._holds(sym, n, self.mins, "min"))
+        return self._memo[key]
+
+    def values(self, sym: str, start: int, count: int = 6, span: int = 1024) -> list[int]:
+        """The first ``count`` sizes n >= start (up to start + span) that pass :meth:`axis_ok`."""
+        out: list[int] = []
+        n = max(1, start)
+        while len(out) < count and n <= start + span:
+            if self.axis_ok(sym, n):
+                out.append(n)
+            n += 1
+        return out
+
+    def find(self, base: Mapping[str, int], vary: Sequence[str] | None = None,
+             tries: int = 40) -> dict[str, int] | None:
+        """A size the analysis accepts: ``base`` with the symbols in ``vary`` (default: all)
+        moved up as little as possible (candidates in order of the sum of their ranks)."""
+        base = {k: int(v) for k, v in base.items()}
+        vary = [s for s in (self.a.symbols if vary is None else vary) if s in base]
+        choices = [self.values(s, base[s]) for s in vary]
+        if any(not c for c in choices):
+            return None
+        combos = sorted(itertools.product(*(range(len(c)) for c in choices)),
+                        key=lambda ranks: (sum(ranks), ranks))
+        for ranks in combos[:tries]:
+            trial = dict(base)
+            trial.update({s: c[r] for s, c, r in zip(vary, choices, ranks)})
+            if _valid(self.a, trial):
+                return trial
+        return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -497,6 +692,16 @@ class _MetaRun(fx.Interpreter):
         return _map_tensors(out, lambda t: torch.empty_like(t, device="meta"))
 
 
+def _model_dtype(gm: nn.Module) -> torch.dtype:
+    """The dtype the model computes in: its (first floating) parameters', else its buffers',
+    else float32."""
+    for tensors in (gm.parameters(), gm.buffers()):
+        for t in tensors:
+            if t.is_floating_point():
+                return t.dtype
+    return torch.float32
+
+
 def _tensors_in(value: Any) -> list[torch.Tensor]:
     out: list[torch.Tensor] = []
     _map_tensors(value, out.append)
@@ -530,7 +735,7 @@ def _shape_and_macs(analysis: Any, gm: fx.GraphModule, sizes: dict[str, int], ev
     run = _MetaRun(gm)
     shape = _input_shape(analysis, sizes)
     try:
-        run.run(torch.empty(shape, device="meta"))
+        run.run(torch.empty(shape, device="meta", dtype=_model_dtype(gm)))
     except Exception:
         pass
     at = dict(sizes)
@@ -549,7 +754,8 @@ def _shape_and_macs(analysis: Any, gm: fx.GraphModule, sizes: dict[str, int], ev
                 for check in ("shape", "macs"):
                     if check in checks:
                         rows.append(CheckRow(name, check, "skip", at,
-                                             detail="not run (an earlier node failed)"))
+                                             detail="not run (an earlier node failed)",
+                                             reason="not-run"))
             continue
         cpu = run.on_cpu.get(name)
         if "shape" in checks:
@@ -575,7 +781,7 @@ def _compare_shape(info: Any, value: Any, ev: Any, at: dict[str, int], cpu: str 
         reason = "rfgraph has no value for this node"
         if info.unknown:
             reason = "rfgraph marks the node unknown"
-        return CheckRow(info.name, "shape", "skip", at, detail=reason)
+        return CheckRow(info.name, "shape", "skip", at, detail=reason, reason="unknown")
     if [k for k, _ in want] != [k for k, _ in got]:  # compare the tensors alone
         want_t = [v for k, v in want if k == "tensor"]
         got_t = [v for k, v in got if k == "tensor"]
@@ -873,18 +1079,19 @@ class _Prober:
             self._anc[name] = out
         return self._anc[name]
 
-    def run(self, shape: Sequence[int], wanted: Iterable[str],
+    def run(self, shape: Sequence[int], wanted: Iterable[str], grad: bool = True,
             ) -> tuple[torch.Tensor, dict[str, Any], dict[str, str]]:
-        """(input, values of the wanted nodes and their ancestors, errors per failed node)."""
+        """(input, values of the wanted nodes and their ancestors, errors per failed node);
+        ``grad=False``: values only (no autograd graph)."""
         need: set[str] = set()
         for w in wanted:
             need |= self.ancestors(w)
         interp = fx.Interpreter(self.gm, garbage_collect_values=False)
-        x = torch.ones(tuple(shape), dtype=torch.float64, requires_grad=True)
+        x = torch.ones(tuple(shape), dtype=torch.float64, requires_grad=grad)
         values: dict[str, Any] = {}
         errors: dict[str, str] = {}
         first = True
-        with torch.enable_grad():
+        with torch.set_grad_enabled(grad):
             for node in self.order:
                 if node.name not in need or node.op == "output":
                     continue
@@ -905,6 +1112,17 @@ class _Prober:
                 interp.env[node] = value
                 values[node.name] = value
         return x, values, errors
+
+
+def _live_names(values: Mapping[str, Any]) -> set[str]:
+    """The nodes whose (first, floating) tensor has a non-zero element: in the probe copy,
+    whose weights are all positive, those that read some input pixel."""
+    out = set()
+    for name, value in values.items():
+        t = _first_tensor(value)
+        if t is not None and t.is_floating_point() and bool((t != 0).any()):
+            out.add(name)
+    return out
 
 
 def _grad_box(x: torch.Tensor, out: torch.Tensor, index: tuple, axis_dim: int,
@@ -933,6 +1151,7 @@ class _RfItem:
     need: int = 0  # probe length along the axis (local fields)
     tries: int = 0
     why: str = ""  # why the last attempt failed
+    code: str = ""  # its skip reason (SKIP_REASONS) if it is given up
 
 
 def _is_local(rf: Any) -> bool:
@@ -997,7 +1216,7 @@ def _rf_subset(analysis: Any, items: list[_RfItem], mode: str, big: bool, what: 
     """The nodes to probe: all of them, or (mode "auto" on big models) every node whose field
     differs from all its inputs' on some axis, plus the first node of each other op type."""
     names = list(dict.fromkeys(i.name for i in items))
-    if mode == "all" or not big:
+    if mode == "all" or not big or not names:
         return set(names), ""
     chosen: set[str] = set()
     kinds: set[str] = set()
@@ -1039,6 +1258,7 @@ class _RfChecker:
         self._prober: _Prober | None = None
         self._strips: list[int] | None = None
         self._mirrored: set[str] | None = None
+        self._search: _SizeSearch | None = None
 
     @property
     def prober(self) -> _Prober:
@@ -1058,12 +1278,14 @@ class _RfChecker:
                 name = self.axis_names[a] if a < len(self.axis_names) else str(a)
                 if rf is None:
                     skips.append(CheckRow(info.name, "rf", "skip", at, name,
-                                          detail="field unknown (None) in rfgraph"))
+                                          detail="field unknown (None) in rfgraph",
+                                          reason="unknown"))
                     continue
                 if rf.upper:
                     skips.append(CheckRow(info.name, "rf", "skip", at, name,
                                           detail="rfgraph reports an upper bound here (e.g. "
-                                                 "window attention taken as global)"))
+                                                 "window attention taken as global)",
+                                          reason="upper-bound"))
                     continue
                 items.append(_RfItem(info.name, a, rf, _is_local(rf)))
         return items, skips
@@ -1094,12 +1316,27 @@ class _RfChecker:
 
     def _smallest_with(self, sym: str, syms: list[str | None]) -> int:
         big = {s: max(512, self.sizes[0].get(s, 0)) for s in self.a.symbols}
-        for n in [*range(3, 65), *range(72, 1025, 8)]:
+        ladder = [*range(3, 65), *range(72, 1025, 8)]
+        for n in ladder:
             trial = dict(big)
             trial[sym] = n
             if _valid(self.a, trial):
                 return n
+        moved = dict(big)  # the other axes at a size they accept alone (e.g. an odd one)
+        for s in moved:
+            if s != sym:
+                moved[s] = (self.search.values(s, moved[s], 1, span=256) or [moved[s]])[0]
+        if moved != big:
+            for n in ladder:
+                if self.search.axis_ok(sym, n) and _valid(self.a, {**moved, sym: n}):
+                    return n
         return self.sizes[0].get(sym, 64)
+
+    @property
+    def search(self) -> _SizeSearch:
+        if self._search is None:
+            self._search = _SizeSearch(self.a)
+        return self._search
 
     def _shape(self, lengths: Mapping[int, int], sizes: Mapping[str, int]) -> tuple[int, ...]:
         shape = list(_input_shape(self.a, sizes))
@@ -1114,40 +1351,48 @@ class _RfChecker:
             try:
                 it.need = _plan_need(it.rf)
             except Exception as exc:
-                self._skip(it, f"cannot place the field inside an image: {_one_line(exc)}")
+                self.rows.append(_error_row(it.name, "rf", None, self.axis_names[it.axis], exc,
+                                            "placing the field inside an image"))
+                self.progress.step(f"rf {it.name}")
                 continue
             pending.append(it)
         strips = self.strips() if pending else []
         narrow = self.narrow_strips() if pending else []
         base = self.sizes[0]
+        user = list(_input_shape(self.a, base)[2:])
         while pending:
             pending.sort(key=lambda i: (i.axis, _tier(i.need)))
             first = pending[0]
             if first.need > MAX_PROBE:
                 pending.pop(0)
                 self._skip(first, f"field too large to probe (needs an input of {first.need} "
-                                  f"> {MAX_PROBE} along the axis)")
+                                  f"> {MAX_PROBE} along the axis)", reason="too-large")
                 continue
             axis, tier = first.axis, _tier(first.need)
             batch = [it for it in pending if it.axis == axis and _tier(it.need) == tier]
             pending = [it for it in pending if it not in batch]
             shapes = []
-            ladder = [narrow]  # narrow strips first: most prefixes accept them
-            while any(w < m for w, m in zip(ladder[-1], strips)):
-                ladder.append([min(2 * w, m) for w, m in zip(ladder[-1], strips)])
-            user = list(_input_shape(self.a, base)[2:])
-            ladder.append([max(w, u) for w, u in zip(strips, user)])  # last resorts
-            ladder.append([2 * max(w, u) + 1 for w, u in zip(strips, user)])
+            # narrow strips first (most prefixes accept them), x2 up to the smallest size the
+            # model accepts, x2 up to the verification size, then wider still (last resort)
+            top = [max(w, u) for w, u in zip(strips, user)]
+            ladder = [narrow]
+            for cap in (strips, top):
+                while any(w < m for w, m in zip(ladder[-1], cap)):
+                    ladder.append([max(w, min(2 * w, m)) for w, m in zip(ladder[-1], cap)])
+            ladder.append(top)
+            ladder.append([2 * t + 1 for t in top])
             for widths in ladder:
                 lengths = {b: widths[b] for b in range(self.nd) if b != axis}
                 lengths[axis] = tier
                 shape = self._shape(lengths, base)
                 if shape not in shapes:
                     shapes.append(shape)
-            for it in self._probe_local(batch, shapes):
+            reference = self._shape({**{b: top[b] for b in range(self.nd) if b != axis},
+                                     axis: tier}, base)
+            for it in self._probe_local(batch, shapes, reference):
                 it.tries += 1
                 if it.tries > 4:
-                    self._skip(it, f"could not probe: {it.why}")
+                    self._skip(it, f"could not probe: {it.why}", reason=it.code or "no-size")
                     continue
                 pending.append(it)
 
@@ -1156,31 +1401,112 @@ class _RfChecker:
         syms = self._axis_symbols()
         return [3 if syms[a] is not None else self._fixed_axis(a) for a in range(self.nd)]
 
+    def _valid_shapes(self, axis: int, need: int) -> list[tuple[int, ...]]:
+        """Inputs the analysis accepts with at least ``need`` pixels along ``axis``: the other
+        axes narrow, then at the first verification size; each axis moved up to the nearest
+        size that fits (e.g. an odd length before a PixelUnshuffle after an even kernel). Then
+        the verification sizes themselves (shorter, but the field may still fit)."""
+        syms = self._axis_symbols()
+        own = syms[axis]
+        out: list[tuple[int, ...]] = []
+        for other in (self.strips(), [None] * self.nd):
+            base = dict(self.sizes[0])
+            if own is not None:
+                base[own] = need
+            for b, sym in enumerate(syms):
+                if sym is not None and b != axis and other[b] is not None:
+                    base[sym] = other[b]
+            if not base:
+                continue
+            found = self.search.find(base)
+            if found is not None:
+                shape = _input_shape(self.a, found)
+                if shape[2 + axis] <= MAX_PROBE and shape not in out:
+                    out.append(shape)
+        for sizes in self.sizes:  # the verification sizes themselves (the field may fit)
+            user = _input_shape(self.a, sizes)
+            if user not in out:
+                out.append(user)
+        return out
+
+    def _killed(self, values: Mapping[str, Any], reference: Callable[[], set[str] | None],
+                ) -> set[str]:
+        """Nodes of this run whose output reads no input pixel (all zero in the probe copy,
+        where every weight is positive) but that do read pixels at the reference input: a
+        branch the narrow strip kills."""
+        dead = set()
+        for name, value in values.items():
+            t = _first_tensor(value)
+            if t is not None and t.is_floating_point() and t.requires_grad and t.numel() \
+                    and not bool((t != 0).any()):
+                dead.add(name)
+        if not dead:
+            return set()
+        live = reference()
+        return dead & live if live else set()
+
     def _probe_local(self, batch: list[_RfItem], shapes: list[tuple[int, ...]],
-                     ) -> list[_RfItem]:
-        """Probe ``batch`` at the first shape whose run gives every node a non-empty value (the
-        failures move on to the next shape). Returns the items to retry on a longer input."""
+                     reference_shape: tuple[int, ...]) -> list[_RfItem]:
+        """Probe ``batch`` at the first shape whose run gives every node a non-empty value and
+        leaves every branch it needs live (the failures move on to the next, wider shape; when
+        every shape fails, to the nearest sizes the analysis accepts). Returns the items to
+        retry on a longer input."""
         retry: list[_RfItem] = []
         remaining = list(batch)
-        for k, shape in enumerate(shapes):
+        shapes = list(shapes)
+        live_cache: dict[str, set[str] | None] = {}
+        fallback_added = False
+        valid: list[tuple[int, ...]] = []  # shapes the analysis accepts
+
+        def reference() -> set[str] | None:
+            if "live" not in live_cache:
+                wanted = {it.name for it in batch}
+                try:
+                    _, ref_values, _ = self.prober.run(reference_shape, wanted, grad=False)
+                    live_cache["live"] = _live_names(ref_values)
+                except Exception:
+                    live_cache["live"] = None
+            return live_cache["live"]
+
+        k = 0
+        while remaining and k < len(shapes):
+            shape = shapes[k]
+            if k == len(shapes) - 1 and not fallback_added:
+                fallback_added = True
+                valid = self._valid_shapes(remaining[0].axis,
+                                           max(it.need for it in remaining))
+                shapes.extend(v for v in valid if v not in shapes)
+            last = k == len(shapes) - 1
+            k += 1
             x, values, errors = self.prober.run(shape, {it.name for it in remaining})
+            killed = set() if last else self._killed(values, reference)
             failed = []
             for it in remaining:
                 value = _first_tensor(values.get(it.name))
                 if it.name in errors or (value is not None and value.numel() == 0):
                     it.why = (f"the probe copy fails at input {shape}: "
                               f"{errors.get(it.name, 'empty tensor')}")
+                    it.code = "error" if shape in valid else "no-size"
                     failed.append(it)
                     continue
-                outcome = self._probe_one(it, x, values.get(it.name), shape,
-                                          last=k == len(shapes) - 1)
+                dead = self.prober.ancestors(it.name) & killed
+                if dead:
+                    it.why = (f"at input {shape} {', '.join(sorted(dead)[:3])} read(s) no input "
+                              f"pixel although they do at {reference_shape}")
+                    failed.append(it)
+                    continue
+                try:
+                    outcome = self._probe_one(it, x, values.get(it.name), shape, last=last)
+                except Exception as exc:  # reported, never hidden
+                    self.rows.append(_error_row(it.name, "rf", None, self.axis_names[it.axis],
+                                                exc, "the probe"))
+                    self.progress.step(f"rf {it.name}")
+                    continue
                 if outcome == "longer":
                     retry.append(it)
                 elif outcome == "wider":
                     failed.append(it)
             remaining = failed
-            if not remaining:
-                break
         for it in remaining:  # failed at every width: a longer probed axis may help
             it.need = max(it.need + 1, int(shapes[0][2 + it.axis] * 1.5))
             retry.append(it)
@@ -1191,9 +1517,9 @@ class _RfChecker:
         """Probe one item: "done", "longer" (retry on a longer input) or "wider" (the other
         axes are too narrow: every probed element reads no pixel, retry with wider strips)."""
         length = shape[2 + it.axis]
-        out, reason = self._probe_tensor(it, value)
+        out, reason, code = self._probe_tensor(it, value)
         if out is None:
-            self._skip(it, reason)
+            self._skip(it, reason, reason=code)
             return "done"
         dim = self.a[it.name].tensor.dim_of_axis(it.axis)
         m = out.shape[dim]
@@ -1201,6 +1527,7 @@ class _RfChecker:
         if ys is None:
             it.why = (f"no output position with its field inside the probe input (length "
                       f"{length}, {m} outputs)")
+            it.code = "no-size"
             it.need = max(it.need + 1, length * 2)
             return "longer"
         boxes = {y: _grad_box(x, out, self._index(out, dim, y), 2 + it.axis) for y in ys}
@@ -1211,7 +1538,8 @@ class _RfChecker:
             if not last:
                 return "wider"
             self._skip(it, f"the output depends on no input pixel at every probe input tried "
-                           f"(last {shape}): its elements read only padding")
+                           f"(last {shape}): its elements read only padding",
+                       reason="constant")
             return "done"
         touches = any(b is not None and (b[0] == 0 or b[1] == length - 1)
                       for b in boxes.values())
@@ -1223,19 +1551,21 @@ class _RfChecker:
         self.progress.step(f"rf {it.name}")
         return "done"
 
-    def _probe_tensor(self, it: _RfItem, value: Any) -> tuple[torch.Tensor | None, str]:
+    def _probe_tensor(self, it: _RfItem, value: Any,
+                      ) -> tuple[torch.Tensor | None, str, str]:
+        """(the tensor to probe, or None with the reason and its SKIP_REASONS code)."""
         out = _first_tensor(value)
         t = self.a[it.name].tensor
         if out is None:
-            return None, "no tensor in the probe copy's value"
+            return None, "no tensor in the probe copy's value", "error"
         if not out.is_floating_point():
-            return None, "integer tensor (e.g. pooling indices): no gradient to probe"
+            return None, "integer tensor (e.g. pooling indices): no gradient to probe", "integer"
         if not out.requires_grad:
-            return None, "does not depend on the input in the probe copy"
+            return None, "does not depend on the input in the probe copy", "constant"
         if out.dim() != len(t.axes):
             return None, (f"the probe copy's tensor has {out.dim()} dims, rfgraph's "
-                          f"{len(t.axes)}")
-        return out, ""
+                          f"{len(t.axes)}"), "error"
+        return out, "", ""
 
     @staticmethod
     def _index(out: torch.Tensor, dim: int | None, y: int | None) -> tuple:
@@ -1328,9 +1658,10 @@ class _RfChecker:
                         f"size {rf.size}, jump {rf.jump}, offset {rf.offset}"
                         + (f", period {period}" if period > 1 else "") + f" [{where}]")
 
-    def _skip(self, it: _RfItem, reason: str, at: dict[str, int] | None = None) -> None:
+    def _skip(self, it: _RfItem, detail: str, at: dict[str, int] | None = None,
+              reason: str = "error") -> None:
         self.rows.append(CheckRow(it.name, "rf", "skip", at, self.axis_names[it.axis],
-                                  detail=reason))
+                                  detail=detail, reason=reason))
         self.progress.step(f"rf {it.name}")
 
     # -- size-dependent fields: at every verification size ------------------------------------
@@ -1350,24 +1681,51 @@ class _RfChecker:
             own = syms[it.axis]
             key = ("strip", it.axis) if known and fs <= {own} else ("full",)
             groups.setdefault(key, []).append(it)
+        full = self._shape({}, sizes)
         for key, group in groups.items():
             lengths: dict[int, int] = {}
             if key[0] == "strip":
                 lengths = {b: strips[b] for b in range(self.nd) if b != key[1]}
             shape = self._shape(lengths, sizes)
             if lengths and not _valid(self.a, self._sizes_of(shape, sizes)):
-                shape = self._shape({}, sizes)
-            x, values, errors = self.prober.run(shape, {it.name for it in group})
+                shape = full
+            wanted = {it.name for it in group}
+            x, values, errors = self.prober.run(shape, wanted)
+            at_full: tuple[Any, ...] | None = None
+            moved: list[_RfItem] = []
+            if shape != full:
+                # a strip that makes the run fail, or that kills a branch live at the real
+                # size: those nodes are probed on the real size instead
+                runs: list[tuple[Any, ...]] = []
+
+                def reference(wanted: set[str] = wanted, runs: list = runs) -> set[str]:
+                    runs.append(self.prober.run(full, wanted))
+                    return _live_names(runs[0][1])
+
+                killed = self._killed(values, reference)
+                at_full = runs[0] if runs else None
+                moved = [it for it in group if it.name in errors
+                         or self.prober.ancestors(it.name) & killed]
+                if moved and at_full is None:
+                    at_full = self.prober.run(full, wanted)
             for it in group:
-                if it.name in errors:
-                    self._skip(it, f"the probe copy fails at input {shape}: {errors[it.name]}",
-                               sizes)
+                run_shape, (xx, vals, errs) = shape, (x, values, errors)
+                if it in moved and at_full is not None:
+                    run_shape, (xx, vals, errs) = full, at_full
+                if it.name in errs:
+                    self._skip(it, f"the probe copy fails at input {run_shape}: "
+                                   f"{errs[it.name]}", sizes, reason="error")
                     continue
-                out, reason = self._probe_tensor(it, values.get(it.name))
+                out, reason, code = self._probe_tensor(it, vals.get(it.name))
                 if out is None:
-                    self._skip(it, reason, sizes)
+                    self._skip(it, reason, sizes, reason=code)
                     continue
-                self.rows.append(self._compare_at(ev, it, out, x, shape, sizes))
+                try:
+                    row = self._compare_at(ev, it, out, xx, run_shape, sizes)
+                except Exception as exc:  # reported, never hidden
+                    row = _error_row(it.name, "rf", sizes, self.axis_names[it.axis], exc,
+                                     "the probe")
+                self.rows.append(row)
                 self.progress.step(f"rf {it.name}")
 
     def _sizes_of(self, shape: tuple[int, ...], sizes: dict[str, int]) -> dict[str, int]:
@@ -1417,6 +1775,7 @@ class _RfChecker:
             start = max(0, min(m // 2 - count // 2, m - count))
             ys = list(range(start, min(m, start + count)))
         problems, skipped, err, compared = [], [], 0.0, 0
+        mirrored_skip = False
         measured: dict[Any, Any] = {}
         expected: dict[Any, Any] = {}
         exact_all = True
@@ -1433,6 +1792,7 @@ class _RfChecker:
             expected[key], measured[key] = ((s, e) if live else None), box
             clip = (max(s, 0), min(e, n - 1))
             if mirrored and (s < 0 or e > n - 1):
+                mirrored_skip = True
                 skipped.append(f"element {key}: its field [{s}, {e}] reaches past the border "
                                "and padded coordinates stand for mirrored/wrapped pixels")
                 continue
@@ -1465,7 +1825,8 @@ class _RfChecker:
                             "; ".join(problems) + f" [{where}]")
         if not compared:
             return CheckRow(it.name, "rf", "skip", sizes, axis, expected, measured, 0.0,
-                            "; ".join(skipped) + f" [{where}]")
+                            "; ".join(skipped) + f" [{where}]",
+                            reason="mirrored" if mirrored_skip else "padding")
         how = ("the probe box equals the field clipped to the image" if exact_all else
                "the probe box hits every end of the field that lies inside the image and stays "
                "inside the clipped field")
@@ -1535,16 +1896,55 @@ def _conv_padding(m: nn.Module, nd: int) -> tuple[tuple[int, ...], tuple[int, ..
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
+class _TooSlow(BaseException):
+    """Raised by the SIGALRM handler of :func:`_time_budget` (a BaseException: no ``except
+    Exception`` on the way may swallow it)."""
+
+
+@contextlib.contextmanager
+def _time_budget(seconds: float | None):
+    """Interrupt the block (raise :class:`_TooSlow`) after ``seconds`` of wall time.
+
+    Uses SIGALRM, so only in the main thread and when no other interval timer is armed; the
+    value of the ``with`` is whether the budget is enforced. Python code is interrupted
+    between bytecodes: one long torch call finishes first."""
+    usable = (seconds is not None and 0 < seconds < math.inf and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread()
+              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
+    if not usable:
+        yield False
+        return
+    state = {"armed": True}
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if state["armed"]:
+            state["armed"] = False
+            raise _TooSlow()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield True
+    finally:
+        state["armed"] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class _Semantics:
     """Runs every reference check once per node (random float64 inputs, small sizes)."""
 
     def __init__(self, analysis: Any, gm: fx.GraphModule, meta: _MetaRun | None,
-                 rows: list[CheckRow], progress: _Progress) -> None:
+                 rows: list[CheckRow], progress: _Progress, budget: float | None = NODE_BUDGET,
+                 notes: list[str] | None = None) -> None:
         self.a = analysis
         self.gm = gm
         self.meta = meta
         self.rows = rows
         self.progress = progress
+        self.budget = budget
+        self.notes = notes if notes is not None else []
+        self.budget_note = False
         self.gen = torch.Generator().manual_seed(0)
         self.done_modules: dict[int, str] = {}
 
@@ -1560,8 +1960,28 @@ class _Semantics:
         self.rows.append(CheckRow(node, "semantics", status, None, what, None, None,
                                   float(err), text))
 
-    def skip(self, node: str, what: str, reason: str) -> None:
-        self.rows.append(CheckRow(node, "semantics", "skip", None, what, detail=reason))
+    def skip(self, node: str, what: str, detail: str, reason: str = "no-reference") -> None:
+        self.rows.append(CheckRow(node, "semantics", "skip", None, what, detail=detail,
+                                  reason=reason))
+
+    def _guarded(self, name: str, what: str, fn: Callable[[], None]) -> None:
+        """Run one node's check within the time budget; an error or the budget running out is
+        reported as a check that could not run."""
+        try:
+            with _time_budget(self.budget) as enforced:
+                if not enforced and self.budget and not self.budget_note:
+                    self.budget_note = True
+                    self.notes.append("semantics: the per-node time budget is not enforced "
+                                      "here (verify runs outside the main thread, or another "
+                                      "timer is active)")
+                fn()
+        except _TooSlow:
+            self.skip(name, what, f"the check took longer than the budget of {self.budget:g} s "
+                                  "per node (raise it with --node-budget, or node_budget=)",
+                      reason="too-slow")
+        except Exception as exc:  # a reference that cannot run is reported, not hidden
+            self.skip(name, what, f"reference could not run: {_one_line(exc)}",
+                      reason="error")
 
     def targets(self) -> list[fx.Node]:
         out = []
@@ -1586,22 +2006,15 @@ class _Semantics:
         shuffles = self._shuffle_idioms()
         self.progress.add(len(targets) + len(chains) + len(shuffles))
         for node in targets:
-            try:
-                self._check_node(node)
-            except Exception as exc:  # a reference that cannot run is reported, not hidden
-                self.skip(node.name, "layer", f"reference could not run: {_one_line(exc)}")
+            self._guarded(node.name, "layer", lambda node=node: self._check_node(node))
             self.progress.step(f"semantics {node.name}")
         for chain in chains:
-            try:
-                self._check_chain(chain)
-            except Exception as exc:
-                self.skip(chain[-1].name, "conv chain", f"could not run: {_one_line(exc)}")
+            self._guarded(chain[-1].name, "conv chain",
+                          lambda chain=chain: self._check_chain(chain))
             self.progress.step(f"semantics {chain[-1].name}")
         for src, end, nodes, groups in shuffles:
-            try:
-                self._check_shuffle_idiom(src, end, nodes, groups)
-            except Exception as exc:
-                self.skip(end.name, "channel shuffle", f"could not run: {_one_line(exc)}")
+            self._guarded(end.name, "channel shuffle",
+                          lambda a=(src, end, nodes, groups): self._check_shuffle_idiom(*a))
             self.progress.step(f"semantics {end.name}")
 
     # -- single layers ------------------------------------------------------------------------
@@ -1616,7 +2029,8 @@ class _Semantics:
             mod = self.gm.get_submodule(str(node.target))
             if id(mod) in self.done_modules:
                 self.skip(node.name, "layer", f"same module as node "
-                                               f"'{self.done_modules[id(mod)]}' (checked there)")
+                                               f"'{self.done_modules[id(mod)]}' (checked there)",
+                          reason="same-module")
                 return
             self.done_modules[id(mod)] = node.name
             if isinstance(mod, nn.modules.conv._ConvTransposeNd):
@@ -1651,6 +2065,10 @@ class _Semantics:
             return
         if node.target in _SHUFFLE_FUNCS:
             groups = node.args[1] if len(node.args) > 1 else node.kwargs.get("groups")
+            try:  # groups computed in forward: the value of the (first) meta run
+                groups = self._measured(groups)
+            except LookupError:
+                pass
             if not isinstance(groups, int):
                 self.skip(node.name, "channel shuffle", "groups computed at run time")
                 return
@@ -1714,13 +2132,26 @@ class _Semantics:
                 n += 1
             sizes.append(n + 1)
         x = self.randn(2, m.in_channels, *sizes)
+        weight, bias = m.weight.detach(), None if m.bias is None else m.bias.detach()
         with torch.no_grad():
             want = m(x)
-            got = ref.conv_transpose_by_matrix(
-                x, m.weight.detach(), None if m.bias is None else m.bias.detach(), m.stride,
-                m.padding, m.output_padding, m.groups, m.dilation)
-        self.row(name, "transposed conv == transpose of the conv's matrix",
-                 ref.rel_error(got, want))
+        n_out = list(want.shape[2:])
+        taps = math.prod(m.kernel_size)
+        padded = math.prod(n + 2 * p for n, p in zip(n_out, m.padding))
+        cost = taps * (taps * math.prod(n_out) * math.prod(sizes) + math.prod(n_out) * padded)
+        if cost <= CONV_MATRIX_COST:
+            with torch.no_grad():
+                got = ref.conv_transpose_by_matrix(x, weight, bias, m.stride, m.padding,
+                                                   m.output_padding, m.groups, m.dilation)
+            self.row(name, "transposed conv == transpose of the conv's matrix",
+                     ref.rel_error(got, want))
+            return
+        # the dense matrix would be large (3-D, dilated): M^T x matrix-free, as the gradient
+        # of <x, M y> with respect to y, M the im2col conv reference
+        got = _conv_transpose_by_adjoint(x, weight, bias, m.stride, m.padding, m.groups,
+                                         m.dilation, n_out)
+        self.row(name, "transposed conv == adjoint of the im2col conv (the conv's matrix "
+                       "transposed, matrix-free)", ref.rel_error(got, want))
 
     def _measured(self, value: Any) -> Any:
         """A call argument's value from the meta run (sizes read from tensors are ints)."""
@@ -1833,11 +2264,11 @@ class _Semantics:
         self._pool(node, kind, nd, kw, run)
 
     def _pool_function(self, node: fx.Node, kind: str, nd: int) -> None:
-        try:
-            args = [self._static(a) for a in node.args[1:]]
-            kwargs = {k: self._static(v) for k, v in node.kwargs.items()}
+        try:  # arguments computed in forward (kernel = x.shape[2:]): the meta run's values
+            args = [self._measured(a) for a in node.args[1:]]
+            kwargs = {k: self._measured(v) for k, v in node.kwargs.items()}
         except LookupError as exc:
-            self.skip(node.name, f"{kind} pool", f"{exc}")
+            self.skip(node.name, f"{kind} pool", f"{exc}: no fixed arguments to check")
             return
         names = {"max": ["kernel_size", "stride", "padding", "dilation", "ceil_mode",
                          "return_indices"],
@@ -1955,7 +2386,7 @@ class _Semantics:
             self._check_segment(seg)
         if reasons:
             self.skip(chain[-1].name, "conv chain", "not one convolution (so not compared): "
-                      + "; ".join(reasons))
+                      + "; ".join(reasons), reason="not-one-conv")
 
     def _label(self, mods: list[nn.Module]) -> str:
         def nontrivial(m: nn.Module) -> set[int]:
@@ -2003,9 +2434,10 @@ class _Semantics:
                                                       node.target) is not None
 
     def _shuffle_idioms(self) -> list[tuple[fx.Node, fx.Node, list[fx.Node], int]]:
-        """The view-transpose-view channel shuffle: a chain of shape ops from a tensor of shape
-        (N, C, *S) whose first op views it as (N, g, C/g, *S), which swaps dims 1 and 2, and
-        whose last op gives (N, C, *S) again. Returns (source, end, chain, g)."""
+        """The view-transpose-view channel shuffles: in a chain of shape ops, each shortest
+        segment from a tensor of shape (N, C, *S) whose first op views it as (N, g, C/g, *S),
+        which swaps dims 1 and 2, and whose last op gives (N, C, *S) again (back-to-back
+        shuffles are separate segments). Returns (source, end, segment, g) per segment."""
         if self.meta is None:
             return []
         found = []
@@ -2023,18 +2455,36 @@ class _Semantics:
             chain.reverse()
             if not isinstance(src, fx.Node) or len(chain) < 3:
                 continue
-            shapes = [_first_tensor(self.meta.values.get(n.name)) for n in [src, *chain]]
-            if any(t is None for t in shapes):
-                continue
-            a, split, b = (tuple(t.shape) for t in (shapes[0], shapes[1], shapes[-1]))
-            if a != b or len(a) < 3 or len(split) != len(a) + 1:
-                continue
-            if split[0] != a[0] or split[1] * split[2] != a[1] or split[3:] != a[2:]:
-                continue
-            if not any(self._swaps_1_2(n) for n in chain[1:]):
-                continue
-            found.append((src, node, chain, int(split[1])))
+            values = [_first_tensor(self.meta.values.get(n.name)) for n in [src, *chain]]
+            shapes = [None if t is None else tuple(t.shape) for t in values]
+            i = 0  # values[i] is the segment's source, chain[i] its first op
+            while i < len(chain):
+                seg = self._shuffle_segment(shapes, chain, i)
+                if seg is None:
+                    i += 1
+                    continue
+                j, groups = seg
+                found.append((src if i == 0 else chain[i - 1], chain[j], chain[i:j + 1],
+                              groups))
+                i = j + 1
         return found
+
+    def _shuffle_segment(self, shapes: list[tuple[int, ...] | None], chain: list[fx.Node],
+                         i: int) -> tuple[int, int] | None:
+        """(index of the last op, g) of the shortest shuffle segment starting at chain[i]."""
+        a, split = shapes[i], shapes[i + 1]
+        if a is None or split is None or len(a) < 3 or len(split) != len(a) + 1:
+            return None
+        if split[0] != a[0] or split[1] * split[2] != a[1] or split[3:] != a[2:]:
+            return None
+        swapped = False
+        for j in range(i + 1, len(chain)):
+            swapped = swapped or self._swaps_1_2(chain[j])
+            if shapes[j + 1] is None:
+                return None
+            if swapped and shapes[j + 1] == a:
+                return j, int(split[1])
+        return None
 
     @staticmethod
     def _swaps_1_2(node: fx.Node) -> bool:
@@ -2053,6 +2503,10 @@ class _Semantics:
         order = list(self.gm.graph.nodes)
         start, stop = order.index(src), order.index(end)
         interp = fx.Interpreter(self.gm, garbage_collect_values=False)
+        for node in order[:stop + 1]:  # sizes computed earlier (x.size() read once for two
+            value = self.meta.values.get(node.name)  # shuffles): the meta run's plain values
+            if node.op != "output" and value is not None and not _tensors_in(value):
+                interp.env[node] = value
         x = torch.arange(math.prod(shape), dtype=torch.float64).reshape(shape)
         interp.env[src] = x
         for node in order[start + 1:stop + 1]:  # the chain and the size arithmetic it uses
@@ -2061,12 +2515,34 @@ class _Semantics:
             if all(i in interp.env for i in node.all_input_nodes):
                 interp.env[node] = interp.run_node(node)
         if end not in interp.env:
-            self.skip(end.name, "channel shuffle", "the chain needs values from elsewhere")
+            self.skip(end.name, "channel shuffle", "the chain needs values from elsewhere",
+                      reason="error")
             return
         perm = ref.channel_shuffle_permutation(shape[1], groups)
         self.row(end.name, f"view/transpose/view == channel shuffle ({groups} groups) "
                  f"({', '.join(n.name for n in chain)})", ref.rel_error(interp.env[end],
                                                                          x[:, perm]))
+
+
+def _conv_transpose_by_adjoint(x: torch.Tensor, weight: torch.Tensor,
+                               bias: torch.Tensor | None, stride: Sequence[int],
+                               padding: Sequence[int], groups: int, dilation: Sequence[int],
+                               n_out: Sequence[int]) -> torch.Tensor:
+    """``M^T x`` for M the im2col convolution with ``weight`` (C_in, C_out/g, *k) from the
+    transposed conv's output space (C_out, *n_out) back to (C_in, *n_in), restricted to the
+    first n_in outputs (as :func:`rfgraph.semantics.conv_transpose_by_matrix`), computed as the
+    gradient of ``<x, M y>`` with respect to ``y`` (M is linear: slicing and matmul)."""
+    n_in = x.shape[2:]
+    y = torch.zeros(x.shape[0], weight.shape[1] * groups, *n_out, dtype=torch.float64,
+                    requires_grad=True)
+    with torch.enable_grad():
+        back = ref.conv_reference(y, weight.double(), None, tuple(stride), tuple(padding),
+                                  tuple(dilation), groups)
+        back = back[(slice(None), slice(None), *(slice(0, n) for n in n_in))]
+        (got,) = torch.autograd.grad((back * x.double()).sum(), y)
+    if bias is not None:
+        got = got + bias.double().reshape(1, -1, *([1] * len(n_out)))
+    return got
 
 
 def _tuple_of(v: Any, nd: int) -> tuple:
@@ -2081,7 +2557,7 @@ def _tuple_of(v: Any, nd: int) -> tuple:
 def verify(analysis: Any, at: Sequence[Mapping[str, int]] | Mapping[str, int] | None = None,
            checks: Iterable[str] | None = None,
            progress: bool | Callable[[int, int, str], Any] | None = None,
-           rf_nodes: str = "auto") -> VerifyReport:
+           rf_nodes: str = "auto", node_budget: float | None = NODE_BUDGET) -> VerifyReport:
     """Execute the model's layers with torch and compare every formula of ``analysis``.
 
     ``at``: a list of size dicts (``[{"H": 224, "W": 224}, ...]``) or one dict; None takes the
@@ -2089,6 +2565,11 @@ def verify(analysis: Any, at: Sequence[Mapping[str, int]] | Mapping[str, int] | 
     valid size (:func:`choose_sizes`). ``checks``: a
     subset of :data:`CHECKS`. ``progress``: True for a bar on stderr, or ``fn(done, total,
     label)``. ``rf_nodes``: "auto" (a representative subset of nodes on big graphs) or "all".
+    ``node_budget``: seconds one node's semantics check may take (None or 0: no limit); a check
+    over it is reported as "not checked: too slow".
+
+    ``report.status`` is "ok" (every check passed or was skipped by design), "mismatch" or
+    "could not check" (some check applies but did not run); ``report.exit_status`` 0, 1, 4.
     """
     started = time.perf_counter()
     wanted = tuple(CHECKS if checks is None else [c.strip() for c in checks if c.strip()])
@@ -2097,6 +2578,9 @@ def verify(analysis: Any, at: Sequence[Mapping[str, int]] | Mapping[str, int] | 
         raise RfgraphError(f"unknown check(s) {', '.join(unknown) or '(none)'}: choose from "
                            f"{', '.join(CHECKS)}")
     wanted = tuple(c for c in CHECKS if c in wanted)
+    if node_budget is not None and not node_budget >= 0:
+        raise RfgraphError(f"node_budget must be a number of seconds >= 0 (or None), not "
+                           f"{node_budget!r}")
     gm = analysis.graph_module
     if gm is None:
         raise RfgraphError("verify needs the analysed graph module (analysis.graph_module)")
@@ -2133,13 +2617,26 @@ def verify(analysis: Any, at: Sequence[Mapping[str, int]] | Mapping[str, int] | 
         prog.add(len(sizes) + (1 if "params" in wanted else 0))
         if "params" in wanted:
             t0 = time.perf_counter()
-            _params(analysis, gm, rows)
+            try:
+                _params(analysis, gm, rows)
+            except Exception as exc:  # reported as a check that did not run (see _error_row)
+                rows.append(_error_row(TOTAL, "params", None, "", exc, "the parameter check "
+                                       "(stopped here; please report it with the model)"))
             timings["params"] = time.perf_counter() - t0
             prog.step("params")
         meta_first: _MetaRun | None = None
         t0 = time.perf_counter()
         for s, ev in zip(sizes, evaluated):
-            run = _shape_and_macs(analysis, gm, s, ev, wanted, rows)
+            try:
+                run = _shape_and_macs(analysis, gm, s, ev, wanted, rows)
+            except Exception as exc:
+                for check in ("shape", "macs"):
+                    if check in wanted:
+                        rows.append(_error_row(TOTAL, check, s, "", exc, "the shape and MACs "
+                                               "pass (stopped here; please report it with the "
+                                               "model)"))
+                prog.step(f"shapes and MACs at {_fmt_sizes(s)}")
+                continue
             if run.on_cpu:
                 notes.append(f"at {_fmt_sizes(s)} {len(run.on_cpu)} node(s) ran on CPU zeros "
                              f"(no meta kernel): {', '.join(sorted(run.on_cpu))}")
@@ -2148,11 +2645,21 @@ def verify(analysis: Any, at: Sequence[Mapping[str, int]] | Mapping[str, int] | 
         timings["shape+macs"] = time.perf_counter() - t0
         if "rf" in wanted:
             t0 = time.perf_counter()
-            _check_rf(analysis, gm, sizes, evaluated, rows, notes, prog, rf_nodes)
+            try:
+                _check_rf(analysis, gm, sizes, evaluated, rows, notes, prog, rf_nodes)
+            except Exception as exc:  # reported as checks that did not run (or, when one of
+                rows.append(_error_row(  # rfgraph's formulas raised, as a failure)
+                    TOTAL, "rf", None, "", exc, "the receptive-field check (stopped here; "
+                    "please report it with the model)"))
             timings["rf"] = time.perf_counter() - t0
         if "semantics" in wanted:
             t0 = time.perf_counter()
-            _Semantics(analysis, gm, meta_first, rows, prog).run()
+            try:
+                _Semantics(analysis, gm, meta_first, rows, prog, node_budget, notes).run()
+            except Exception as exc:
+                rows.append(CheckRow(TOTAL, "semantics", "skip", None, detail=(
+                    f"the semantics check stopped: internal error in verify: "
+                    f"{_one_line(exc)} (please report it with the model)"), reason="error"))
             timings["semantics"] = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
@@ -2173,6 +2680,33 @@ def verify(analysis: Any, at: Sequence[Mapping[str, int]] | Mapping[str, int] | 
                         rows, labels, wanted, notes, timings)
 
 
+def _from_rfgraph_formula(exc: BaseException) -> bool:
+    """True when ``exc`` was raised while evaluating one of rfgraph's formulas (its field
+    algebra or a rule), not by verify's own machinery."""
+    import os
+
+    tb = exc.__traceback__
+    here = os.path.dirname(os.path.abspath(__file__))
+    owners = (os.path.join(here, "receptive_field.py"), os.path.join(here, "rules") + os.sep)
+    while tb is not None:
+        name = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        if name.startswith(owners):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _error_row(node: str, check: str, at: dict[str, int] | None, what: str,
+               exc: BaseException, doing: str = "") -> CheckRow:
+    """An exception during a check: a failure when rfgraph's own formula raised (it has no
+    value there), else a check that could not run (reason "error")."""
+    if _from_rfgraph_formula(exc):
+        return CheckRow(node, check, "fail", at, what, None, None, math.inf,
+                        f"rfgraph's formula cannot be evaluated here: {_one_line(exc)}")
+    return CheckRow(node, check, "skip", at, what, detail=(
+        f"{doing or 'the check'} raised {_one_line(exc)}"), reason="error")
+
+
 def _is_big(analysis: Any, ev: Any, sizes: dict[str, int], items: list[_RfItem]) -> bool:
     """Probing every node would be slow: many nodes, or many MACs per input pixel."""
     if len({it.name for it in items}) > FULL_PROBE_LIMIT:
@@ -2185,7 +2719,7 @@ def _is_big(analysis: Any, ev: Any, sizes: dict[str, int], items: list[_RfItem])
 def _not_probed(checker: _RfChecker, it: _RfItem, at: dict[str, int] | None) -> CheckRow:
     return CheckRow(it.name, "rf", "skip", at, checker.axis_names[it.axis],
                     detail="not probed (big model: representative subset; this node passes "
-                           "an input's field through unchanged)")
+                           "an input's field through unchanged)", reason="not-probed")
 
 
 def _check_rf(analysis: Any, gm: fx.GraphModule, sizes: list[dict[str, int]],
@@ -2210,6 +2744,16 @@ def _check_rf(analysis: Any, gm: fx.GraphModule, sizes: list[dict[str, int]],
             notes.append(note)
         rows.extend(_not_probed(checker, it, s) for it in items if it.name not in chosen)
         items = [it for it in items if it.name in chosen]
+        sane = []
+        for it in items:
+            try:  # rfgraph's field must have values at this size
+                for v in (it.rf.jump, it.rf.start_at(0), it.rf.end_at(0)):
+                    sympy.sympify(v)
+            except Exception as exc:
+                rows.append(_error_row(it.name, "rf", s, checker.axis_names[it.axis], exc))
+                continue
+            sane.append(it)
+        items = sane
         for it in items:
             it.local = False
         per_size.append((ev, s, items))
@@ -2229,13 +2773,29 @@ def _check_rf(analysis: Any, gm: fx.GraphModule, sizes: list[dict[str, int]],
 # ------------------------------------------------------------------------------------------------
 # CLI (wired into rfgraph/cli.py)
 # ------------------------------------------------------------------------------------------------
+_EPILOG = """exit status:
+  0  OK: every check passed or was skipped by design (a documented reason)
+  1  MISMATCH: some check failed
+  4  COULD NOT CHECK: no mismatch, but some check applies and did not run
+  2  user error (bad SPEC, --at, --checks, a size the model rejects)
+  3  internal error (a bug in rfgraph)
+
+skipped by design (result can be OK):
+""" + "\n".join(f"  {k:12} {v}" for k, v in SKIP_BY_DESIGN.items()) + """
+
+could not check (exit 4 unless something failed):
+""" + "\n".join(f"  {k:12} {v}" for k, v in SKIP_COULD_NOT_CHECK.items()) + """
+
+See docs/verify.md."""
+
+
 def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
     """The ``verify`` subcommand's parser (``sub`` is the subparsers object of rfgraph's CLI)."""
     vp = sub.add_parser(
         "verify", help="run the layers with torch and check every formula",
         description="Check rfgraph's shapes, parameters, MACs, receptive fields and layer "
-                    "semantics against torch, node by node. SPEC as for analyze. Exit status 1 "
-                    "on any mismatch.")
+                    "semantics against torch, node by node. SPEC as for analyze.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     from .cli import add_model_arguments
 
     add_model_arguments(vp, "input shape, names are symbols (default 1,3,H,W)")
@@ -2251,11 +2811,14 @@ def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
                          "subset on big graphs)")
     vp.add_argument("--train", action="store_true",
                     help="analyse and run the model in training mode (default: eval mode)")
+    vp.add_argument("--node-budget", type=float, default=NODE_BUDGET, metavar="SECONDS",
+                    help=f"time one node's semantics check may take (default {NODE_BUDGET:g}; "
+                         "0: no limit); a slower check is reported as 'not checked: too slow'")
     return vp
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Run ``rfgraph verify``: 0 when every check passes, 1 on any mismatch."""
+    """Run ``rfgraph verify``: 0 OK, 1 a mismatch, 4 could not check (see _EPILOG)."""
     import json
 
     from .api import analyze, parse_at, parse_input
@@ -2268,16 +2831,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if bad or not checks:
             raise RfgraphError(f"unknown check(s) {', '.join(bad) or '(none)'} in --checks: "
                                f"choose from {','.join(CHECKS)}")
+    budget = getattr(args, "node_budget", NODE_BUDGET)
+    if budget is not None and not budget >= 0:
+        raise RfgraphError(f"--node-budget must be a number of seconds >= 0, not {budget:g}")
     model, default_input, name = _load(args.spec, getattr(args, "trust_pickle", False))
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
     analysis = analyze(model, shape, name=name,
                        mode="train" if getattr(args, "train", False) else "eval")
     at = [parse_at(s) for s in args.at] if args.at else None
     report = verify(analysis, at=at, checks=checks, progress=not args.no_progress,
-                    rf_nodes="all" if getattr(args, "all_nodes", False) else "auto")
+                    rf_nodes="all" if getattr(args, "all_nodes", False) else "auto",
+                    node_budget=budget)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         print(report.format())
-    return 0 if report.ok else 1
+    return report.exit_status
