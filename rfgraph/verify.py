@@ -1585,6 +1585,8 @@ class _RfChecker:
             return None
         y_first += (phase - y_first) % period
         last_ok = m - 1 - period
+        if not getattr(rf, "monotone", True):  # fields that alternate or jump back: scan
+            return self._local_positions_scan(rf, length, m, phase)
         if y_first > last_ok or int(rf.end_at(y_first + period)) > length - 2:
             return None
         lo, hi = y_first, last_ok  # largest y with end_at(y + period) <= length - 2
@@ -1598,6 +1600,25 @@ class _RfChecker:
         y0 -= (y0 - phase) % period
         if y0 < y_first:
             y0 += period
+        return list(range(y0, y0 + period + 1))
+
+    @staticmethod
+    def _local_positions_scan(rf: Any, length: int, m: int, phase: int) -> list[int] | None:
+        """_local_positions for a field whose bounds do not grow with the position: the
+        middle run of period + 1 positions whose fields all lie inside the probe input."""
+        period = rf.period
+
+        def inside(y: int) -> bool:
+            return not rf.is_live(y) or (int(rf.start_at(y)) >= 1
+                                         and int(rf.end_at(y)) <= length - 2)
+
+        ok = [inside(y) for y in range(m)]
+        runs = [y for y in range(max(0, m - period - 1) + 1)
+                if (y - phase) % period == 0 and all(ok[y:y + period + 1])
+                and y + period < m]
+        if not runs:
+            return None
+        y0 = runs[len(runs) // 2]
         return list(range(y0, y0 + period + 1))
 
     def _compare_local(self, it: _RfItem, ys: list[int], boxes: dict[int, Any], length: int,
