@@ -423,13 +423,16 @@ def map_structure(fn: Any, value: Any) -> Any:
         return type(value)(fn(v) for v in value)
     if isinstance(value, dict):
         return {k: fn(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if (dataclasses.is_dataclass(value) and not isinstance(value, type)
+            and not isinstance(value, TensorInfo)):
         return dataclasses.replace(value, **{f.name: fn(getattr(value, f.name))
                                              for f in dataclasses.fields(value) if f.init})
     return value
 
 
 def _items(value: Any) -> tuple:
+    if isinstance(value, TensorInfo):  # a leaf (its fields are shapes and fields, not values)
+        return ()
     if isinstance(value, dict):
         return tuple(value.values())
     if isinstance(value, (tuple, list)):
