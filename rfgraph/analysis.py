@@ -382,8 +382,11 @@ class Analysis:
         ``at``: sizes to check, e.g. ``[{"H": 224, "W": 224}, {"H": 97, "W": 131}]``; None: this
         analysis' sizes when it is evaluated, else a typical, an odd/prime and the smallest valid
         size. ``checks``: a subset of shape, params, macs, rf, semantics. ``progress``: True for
-        a bar on stderr, or ``fn(done, total, label)``. Returns a
-        :class:`rfgraph.verify.VerifyReport` (``.ok``, ``.rows``, ``.format()``, ``.to_dict()``).
+        a bar on stderr, or ``fn(done, total, label)``. ``options``: e.g. ``node_budget``
+        (seconds per node for the semantics checks, 0 = no limit). Returns a
+        :class:`rfgraph.verify.VerifyReport`: ``.ok`` (every check ran or was skipped for a
+        stated reason), ``.mismatch``, ``.could_not_check``, ``.exit_status`` (0, 1 mismatch,
+        4 could not check), ``.rows``, ``.format()``, ``.to_dict()``.
         """
         from .verify import verify
 
