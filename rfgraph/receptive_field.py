@@ -194,7 +194,11 @@ class AxisRF:
             return True
         key = (2, y)
         if key not in self._cache:
-            self._cache[key] = bool(self._live(int(y)))
+            if self._decide is not None and not (_DECIDE_AT and _DECIDE_AT[-1] is self._decide):
+                with decided_at_dict(self._decide):
+                    self._cache[key] = bool(self._live(int(y)))
+            else:
+                self._cache[key] = bool(self._live(int(y)))
         return bool(self._cache[key])
 
     def _live_taps(self, taps: list[Expr]) -> list[Expr]:
@@ -254,8 +258,13 @@ class AxisRF:
     def sizes_within(self, n: int | None) -> list[Expr]:
         """Field sizes at :meth:`positions` (n = the node's output length on this axis)."""
         if self._pieces is not None:
-            return [v for piece, _, length in self._pieces
-                    for v in piece.sizes_within(_int_or_none(length))]
+            if self._decide is not None:
+                with decided_at_dict(self._decide):
+                    lengths = [_int_or_none(length) for _, _, length in self._pieces]
+            else:
+                lengths = [_int_or_none(length) for _, _, length in self._pieces]
+            return [v for (piece, _, _), n_k in zip(self._pieces, lengths)
+                    for v in piece.sizes_within(n_k)]
         if self._extent is not None:
             return self.sizes_over_period()
         if self.affine is not None:
@@ -293,7 +302,7 @@ class AxisRF:
                             regular_taps, periodic, covers)
         if not self.pad_run or out is self:
             return out
-        ratio = sympy.nsimplify(self.jump / sympy.sympify(jump)) if jump else 1
+        ratio = sympy.nsimplify(self.jump / sympy.sympify(jump)) if jump else Integer(1)
         grow = max(1, math.ceil(ratio)) if ratio.is_Rational and ratio > 0 else 10**6
         return out.with_pad_run(self.pad_run * grow)
 
@@ -392,7 +401,8 @@ class AxisRF:
                     return bool(self._live_taps(read(Integer(y))))
             return bool(self._live_taps(read(Integer(y))))
 
-        read(Integer(0))  # reads that depend on the input size: Unsupported now, not later
+        for y in range(min(2, max(period, 2))):  # reads that depend on the input size:
+            read(Integer(y))                     # Unsupported now, not when printing
         return AxisRF(start, end, jump, period, self.aligned, self.reason, notes,
                       live=is_live if (self.gappy or gaps or taps is not None) else None,
                       monotone=False, **flags)._upper_if(self.upper)
@@ -401,7 +411,7 @@ class AxisRF:
         """This field, with ``run`` elements at either end that may read only padding."""
         if run == self.pad_run:
             return self
-        if run > 0 and self._extent is not None:
+        if run > 0 and self._extent is not None and not self.upper:
             # every element of a global field has its extent, the padding ones too: they
             # really read nothing
             out = self.upper_bound("elements that read only padding are given the whole "
@@ -416,6 +426,12 @@ class AxisRF:
         """Conv/pool: output y reads elements [y*s - p, y*s - p + k_eff - 1]."""
         out = self._through_window(kernel, stride, pad_left, dilation)
         k_eff = dilation * (kernel - 1) + 1
+        if (out._extent is not None and dilation > 1 and not out.upper
+                and any(sympy.sympify(p) != 0 for p in (pad_left, pad_right))):
+            # on a tensor shorter than the dilation a window's taps may all fall in the
+            # padding, reading nothing, while a global field gives every element the extent
+            out = out.upper_bound("a dilated, padded window over a global field: elements "
+                                  "whose taps all fall in the padding read nothing")
         run = 0
         for pad in (pad_left, pad_right):
             p = sympy.sympify(pad)
@@ -659,6 +675,7 @@ def concat_rfs(parts: list[tuple[AxisRF, Expr]]) -> AxisRF:
         cases = []
         for k, (rf, off, length) in enumerate(pieces):
             local = sympy.expand(y - off)
+            local = _number(local) if _number(local) is not None else local
             if k == len(pieces) - 1:
                 cases.append((rf._eval(which, local), True))
                 break
@@ -674,8 +691,12 @@ def concat_rfs(parts: list[tuple[AxisRF, Expr]]) -> AxisRF:
 
     def live(y: int) -> bool:
         for k, (rf, off, length) in enumerate(pieces):
-            if k == len(pieces) - 1 or _before(Integer(y), off + length) is not False:
-                return rf.is_live(sympy.expand(Integer(y) - off))
+            inside = _before(Integer(y), off + length)
+            if inside is None:  # undecided at symbolic sizes (evaluating re-decides)
+                return True
+            if k == len(pieces) - 1 or inside:
+                local = sympy.expand(Integer(y) - off)
+                return rf.is_live(_number(local) if _number(local) is not None else local)
         return True
 
     jumps = list(dict.fromkeys(rf.jump for rf, _ in parts))
@@ -756,9 +777,11 @@ def _merge(present: list[AxisRF], unique: list[AxisRF], broadcast: list[bool],
     for r in unique:
         period = period * r.period // math.gcd(period, r.period)
     jumps = list(dict.fromkeys(r.jump for r in local))
+    periodic = all(r.periodic for r in unique)
     if len(jumps) > 1:
         aligned = False
         reasons.append("jumps differ: " + ", ".join(str(j) for j in jumps))
+        periodic = False  # the branches drift apart: sizes change along the axis
     elif len(local) > 1:
         for y in range(period):
             centres = {r.centre_twice(y) for r in local if r.is_live(y)}
@@ -796,7 +819,7 @@ def _merge(present: list[AxisRF], unique: list[AxisRF], broadcast: list[bool],
                   live=live if any(r.gappy for r in unique) else None,
                   is_global=all(r.is_global for r in unique),
                   monotone=all(r.monotone for r in unique),
-                  periodic=all(r.periodic for r in unique))._upper_if(
+                  periodic=periodic)._upper_if(
                       any(r.upper for r in unique))
 
 

@@ -212,6 +212,11 @@ def conv_transpose_core(call: Call, x: TensorInfo, nd: int, in_ch: int, out_ch: 
         axis = x.axes[d]
         if axis is not None and rf[axis] is not None:
             rf[axis] = rf[axis].through_transposed(k, s, p, dl)
+            if rf[axis].extent is not None and op > p and not rf[axis].upper:
+                # the last outputs (output padding beyond the cropped padding) read nothing,
+                # while every element of a global field is given its extent
+                rf[axis] = rf[axis].upper_bound("output padding over a global field: the "
+                                                "last outputs read nothing")
     shape[dims[0] - 1] = Integer(out_ch)
     # (grouped transposed convs do not follow channels: their channels may vary)
     y = x.with_shape(shape, rf=rf, varies=x.varies and groups > 1)

@@ -309,6 +309,7 @@ def concatenate(call: Call) -> OpResult:
     shape[d] = sympy.expand(sum((t.shape[d] for t in tensors), Integer(0)))
     notes: list[str] = []
     rf = []
+    needs_at = False
     for a in range(len(first.rf)):
         if first.axes[d] == a:
             if any(t.axes[d] != a or t.rf[a] is None for t in tensors):
@@ -317,6 +318,8 @@ def concatenate(call: Call) -> OpResult:
                              "are unknown or not along it: field unknown")
             else:
                 rf.append(concat_rfs([(t.rf[a], t.shape[d]) for t in tensors]))
+                # which piece a position falls in depends on the sizes: decided when evaluating
+                needs_at = needs_at or not all(t.shape[d].is_Integer for t in tensors)
             continue
         live = [t for t in tensors if not t.const] or tensors[:1]  # a class token adds no field
         dims = [t.dim_of_axis(a) for t in live]
@@ -336,7 +339,8 @@ def concatenate(call: Call) -> OpResult:
     channels, varies = _cat_channels(tensors, d)
     y = TensorInfo(tuple(shape), axes_from.axes, tuple(rf), all(t.const for t in tensors),
                    channels=channels, varies=varies)
-    return OpResult(y, kind="merge", family="merge", conditions=conditions, notes=notes)
+    return OpResult(y, kind="merge", family="merge", conditions=conditions, notes=notes,
+                    needs_at=needs_at)
 
 
 def _cat_channels(tensors: list[TensorInfo], d: int) -> tuple[tuple | None, bool]:

@@ -9,6 +9,7 @@ non-spatial dim (the channel-shuffle idiom ``view(N, g, C/g, H, W)``) changes no
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import functools
 import itertools
 import math
@@ -62,6 +63,12 @@ def _reshape_core(call: Call, x: TensorInfo, target: list) -> OpResult:
         known = prod([t for i, t in enumerate(target) if i != minus[0]])
         target[minus[0]] = _exact_quotient(x.numel(), known)
     target = [sympy.expand(t) for t in target]
+    if call.at is not None:
+        # symbols first: at H=1 a symbolic H would match a literal 1 of the target by chance
+        try:
+            return _reshape_grouped(dataclasses.replace(call, at=None), x, target, None)
+        except RuleError:
+            pass
     try:
         return _reshape_grouped(call, x, target, None)
     except RuleError:
