@@ -40,7 +40,7 @@ test: $(STAMP) dot
 # (tests/test_verify_fuzz.py: 4x the fuzz profile's max_examples, 20000 random models, ~5 min).
 # tests/test_global_fields.py: random SE/residual DAGs checked against the gradient probe.
 # tests/test_fields_fuzz.py: random DAGs of up to 8 ops, the field at every position of every node
-# against torch (tests/fieldcheck.py), 5000 models.
+# against torch (tests/fieldcheck.py), 20,000 models.
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_rules_property.py tests/test_verify_fuzz.py \
 	  tests/test_global_fields.py tests/test_fields_fuzz.py -x

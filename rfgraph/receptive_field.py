@@ -343,7 +343,18 @@ class AxisRF:
             lo, hi = sympy.sympify(first(y)), sympy.sympify(last(y))
             if lo.is_Integer and hi.is_Integer:
                 return [Integer(i) for i in range(int(lo), int(hi) + 1)]
+            lo_v, hi_v = _number(lo), _number(hi)  # decided at the sizes being evaluated
+            if lo_v is not None and hi_v is not None and lo_v.is_Integer and hi_v.is_Integer:
+                return [Integer(i) for i in range(int(lo_v), int(hi_v) + 1)]
             return [lo, hi]
+
+        if self.gappy:
+            for y in (Integer(0), Integer(1)):
+                got = read(y)
+                if any(not sympy.sympify(v).is_Integer for v in got):
+                    # which elements are read, so which are live, depends on the input size
+                    raise Unsupported("a layer whose reads depend on the input size over a "
+                                      "field with gaps: known at concrete sizes")
 
         def start(y: Expr) -> Expr:  # the start of the first live element read
             live = self._live_taps(read(y)) if taps is not None else []

@@ -281,7 +281,10 @@ def compare_node(name: str, starts: Sequence[Sequence[int]], ends: Sequence[Sequ
         differs = differs | (both & ((lo != cs_full[i]) | (hi != ce_full[i])))
         left_out = (s_full[i] < 0) | (s_full[i] < hull[0][i])
         right_out = (e_full[i] > in_sizes[i] - 1) | (e_full[i] > hull[1][i])
-        outside_any = outside_any | left_out | right_out
+        # an element that reads nothing at all (a window wholly in virtual elements) has a
+        # virtual field by the convention: explained when it reaches the hull's edge
+        outside_any = (outside_any | left_out | right_out | (s_full[i] <= hull[0][i])
+                       | (e_full[i] >= hull[1][i]))
         explained = explained & ~((lo > cs_full[i]) & ~left_out) & ~((hi < ce_full[i])
                                                                      & ~right_out)
     explained = torch.where(both, explained, outside_any)  # torch reads nothing at all

@@ -49,7 +49,7 @@ MAX_DIM = 200
 
 _PROFILE_EXAMPLES = settings.default.max_examples  # ci: 60, fuzz: 5000 (tests/conftest.py)
 CI_EXAMPLES = 400
-FUZZ_FACTOR = 1
+FUZZ_FACTOR = 4  # make fuzz: 4 x 5000 = 20,000 random models, every position
 N_EXAMPLES = CI_EXAMPLES if _PROFILE_EXAMPLES < 1000 else FUZZ_FACTOR * _PROFILE_EXAMPLES
 
 
