@@ -17,9 +17,10 @@ virtual pixels). Everywhere else, which is every interior position, the clipped 
 measured box exactly.
 
 Unknown (None) and upper-bound fields are skipped by the oracle and counted in its stats.
-CI (the derandomized ``ci`` profile of tests/conftest.py) runs ``CI_EXAMPLES`` examples of each
-(about 0.03 s per model: ~14 s when it passes; a failure adds hypothesis' shrinking, ~30-45 s); ``make fuzz`` (``HYPOTHESIS_PROFILE=fuzz``) runs ``FUZZ_FACTOR`` x the profile's
-``max_examples`` of each with random seeds.
+CI (the derandomized ``ci`` profile of tests/conftest.py) runs ``CI_EXAMPLES`` examples (about
+0.03 s per model: ~14 s when it passes; a failure adds hypothesis' shrinking, ~30-45 s);
+``make fuzz`` (``HYPOTHESIS_PROFILE=fuzz``) runs ``FUZZ_FACTOR`` x the profile's ``max_examples``
+with random seeds.
 
 The first tests check the oracle itself on hand-built models with closed-form answers.
 """
