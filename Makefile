@@ -39,8 +39,10 @@ test: $(STAMP) dot
 # Long random fuzzing (not in CI): hypothesis without derandomisation, many examples
 # (tests/test_verify_fuzz.py: 4x the fuzz profile's max_examples, 20000 random models, ~5 min).
 # tests/test_global_fields.py: random SE/residual DAGs checked against the gradient probe.
-# tests/test_fields_fuzz.py: random DAGs of up to 8 ops, the field at every position of every node
-# against torch (tests/fieldcheck.py), 20,000 models.
+# tests/test_fields_fuzz.py (last): random DAGs of up to 8 ops, the field at every position of every
+# node against torch (tests/fieldcheck.py), 20,000 models. It stops at the first model of the one
+# known class (~0.8% of models: virtual elements after a crop or a transposed conv's padding,
+# docs/verify.md "Fields at every position") until that convention changes.
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_rules_property.py tests/test_verify_fuzz.py \
 	  tests/test_global_fields.py tests/test_fields_fuzz.py -x
