@@ -53,16 +53,6 @@ def decided_at(values: dict | None) -> Iterator[None]:
         _DECIDE_AT.pop()
 
 
-@contextmanager
-def decided_at_dict(values: dict) -> Iterator[None]:
-    """Within: decide at ``values`` (symbol -> Integer, as captured by a field)."""
-    _DECIDE_AT.append(values)
-    try:
-        yield
-    finally:
-        _DECIDE_AT.pop()
-
-
 def _number(d: Expr) -> Expr | None:
     """``d`` as a number: itself, or its value at the sizes being evaluated."""
     if d.is_Number:
@@ -72,6 +62,12 @@ def _number(d: Expr) -> Expr | None:
         if v.is_Number:
             return v
     return None
+
+
+def _decided(d: Expr) -> Expr:
+    """``d`` as a number when :func:`_number` can tell, else ``d`` itself."""
+    v = _number(d)
+    return d if v is None else v
 
 
 def _pick(values: list[Expr], smallest: bool) -> Expr:
@@ -194,12 +190,22 @@ class AxisRF:
             return True
         key = (2, y)
         if key not in self._cache:
-            if self._decide is not None and not (_DECIDE_AT and _DECIDE_AT[-1] is self._decide):
-                with decided_at_dict(self._decide):
-                    self._cache[key] = bool(self._live(int(y)))
-            else:
+            with self._deciding():
                 self._cache[key] = bool(self._live(int(y)))
         return bool(self._cache[key])
+
+    @contextmanager
+    def _deciding(self) -> Iterator[None]:
+        """Within: comparisons decided at the sizes this field was annotated at (its maps are
+        evaluated lazily, later, under the same decisions)."""
+        if self._decide is None or (_DECIDE_AT and _DECIDE_AT[-1] is self._decide):
+            yield
+            return
+        _DECIDE_AT.append(self._decide)
+        try:
+            yield
+        finally:
+            _DECIDE_AT.pop()
 
     def _live_taps(self, taps: list[Expr]) -> list[Expr]:
         """The taps that are live (all of them when they are symbolic)."""
@@ -221,13 +227,7 @@ class AxisRF:
         key = (which, sympy.sympify(y))
         if key not in self._cache:
             fn = self._start if which == 0 else self._end
-            if self._decide is not None and not (_DECIDE_AT and _DECIDE_AT[-1] is self._decide):
-                _DECIDE_AT.append(self._decide)
-                try:
-                    self._cache[key] = normalize(sympy.expand(fn(key[1])))
-                finally:
-                    _DECIDE_AT.pop()
-            else:
+            with self._deciding():
                 self._cache[key] = normalize(sympy.expand(fn(key[1])))
         return self._cache[key]
 
@@ -258,10 +258,7 @@ class AxisRF:
     def sizes_within(self, n: int | None) -> list[Expr]:
         """Field sizes at :meth:`positions` (n = the node's output length on this axis)."""
         if self._pieces is not None:
-            if self._decide is not None:
-                with decided_at_dict(self._decide):
-                    lengths = [_int_or_none(length) for _, _, length in self._pieces]
-            else:
+            with self._deciding():
                 lengths = [_int_or_none(length) for _, _, length in self._pieces]
             return [v for (piece, _, _), n_k in zip(self._pieces, lengths)
                     for v in piece.sizes_within(n_k)]
@@ -404,12 +401,7 @@ class AxisRF:
             return largest([self._eval(1, t) for t in live]) if live else \
                 self._eval(1, last(y))
 
-        decide = _DECIDE_AT[-1] if _DECIDE_AT else None
-
-        def is_live(y: int) -> bool:
-            if decide is not None and not (_DECIDE_AT and _DECIDE_AT[-1] is decide):
-                with decided_at_dict(decide):
-                    return bool(self._live_taps(read(Integer(y))))
+        def is_live(y: int) -> bool:  # (AxisRF.is_live decides at the field's sizes)
             return bool(self._live_taps(read(Integer(y))))
 
         for y in range(min(2, max(period, 2))):  # reads that depend on the input size:
@@ -685,8 +677,7 @@ def concat_rfs(parts: list[tuple[AxisRF, Expr]]) -> AxisRF:
         y = sympy.sympify(y)
         cases = []
         for k, (rf, off, length) in enumerate(pieces):
-            local = sympy.expand(y - off)
-            local = _number(local) if _number(local) is not None else local
+            local = _decided(sympy.expand(y - off))
             if k == len(pieces) - 1:
                 cases.append((rf._eval(which, local), True))
                 break
@@ -706,8 +697,7 @@ def concat_rfs(parts: list[tuple[AxisRF, Expr]]) -> AxisRF:
             if inside is None:  # undecided at symbolic sizes (evaluating re-decides)
                 return True
             if k == len(pieces) - 1 or inside:
-                local = sympy.expand(Integer(y) - off)
-                return rf.is_live(_number(local) if _number(local) is not None else local)
+                return rf.is_live(_decided(sympy.expand(Integer(y) - off)))
         return True
 
     jumps = list(dict.fromkeys(rf.jump for rf, _ in parts))
