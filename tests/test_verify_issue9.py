@@ -335,11 +335,12 @@ def convt3d() -> nn.Module:
     return nn.Sequential(nn.ConvTranspose3d(3, 3, 5, stride=2, dilation=3)).eval()
 
 
-def test_dilated_transposed_conv3d_is_checked_in_seconds():
+def test_dilated_transposed_conv3d_is_checked_by_its_adjoint():
+    """The reference took over 6 minutes as a dense matrix; it is now the adjoint of conv3d
+    (seconds, measured in benchmarks, not asserted here). No budget: a loaded machine must not
+    turn this into a skip."""
     a = rfgraph.analyze(convt3d(), (1, 3, 9, 6, 8))
-    start = time.perf_counter()
-    report = verify(a)
-    assert time.perf_counter() - start < 15  # was: over 6 minutes
+    report = verify(a, node_budget=None)
     assert report.status == "ok", report.format()
     (row,) = rows_of(report, "_0", "semantics")
     assert row.status == "pass" and "adjoint" in row.what
@@ -379,9 +380,23 @@ def test_a_wrong_transposed_conv3d_still_fails():
     assert report.status == "mismatch" and report.exit_status == 1
 
 
-def test_time_budget_reports_too_slow(tmp_path, capsys):
+def test_time_budget_reports_too_slow(tmp_path, capsys, monkeypatch):
+    """The budget is enforced by an alarm, deterministically: the node's check is made to sleep
+    for 30 s (time.sleep is interrupted by the alarm), so it is over any budget of 0.05 s however
+    fast or loaded the machine is. (A real check, however slow, races the alarm on a fast
+    machine: that made this test flaky in CI.)"""
+    import rfgraph.verify as verify_module
+    original = verify_module._Semantics._check_node
+
+    def slow(self, node):
+        time.sleep(30)
+        return original(self, node)
+
+    monkeypatch.setattr(verify_module._Semantics, "_check_node", slow)
     a = rfgraph.analyze(convt3d(), (1, 3, 9, 6, 8))
-    report = verify(a, checks=["semantics"], node_budget=1e-4)
+    started = time.perf_counter()
+    report = verify(a, checks=["semantics"], node_budget=0.05)
+    assert time.perf_counter() - started < 20  # interrupted, not slept through
     (row,) = rows_of(report, "_0", "semantics")
     assert row.status == "skip" and row.reason == "too-slow" and row.could_not_check
     assert report.status == "could not check" and report.exit_status == 4 and not report.ok
@@ -390,8 +405,9 @@ def test_time_budget_reports_too_slow(tmp_path, capsys):
     spec = write_model(tmp_path, "def build():\n    return nn.Sequential(nn.ConvTranspose3d("
                                  "3, 3, 5, stride=2, dilation=3))\n")
     code, out, _ = cli(capsys, spec, "--input", "1,3,9,6,8", "--checks", "semantics",
-                       "--node-budget", "0.0001")
+                       "--node-budget", "0.05")
     assert code == 4 and "too slow" in out
+    monkeypatch.setattr(verify_module._Semantics, "_check_node", original)
     code, out, _ = cli(capsys, spec, "--input", "1,3,9,6,8", "--checks", "semantics",
                        "--node-budget", "0")  # no limit
     assert code == 0 and out.rstrip().endswith("result: OK")
