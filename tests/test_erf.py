@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 
 import pytest
 import torch
@@ -11,6 +13,10 @@ from torch import nn
 import rfgraph
 from rfgraph.erf import ERF, default_node, effective_receptive_field, plot_erf
 from rfgraph.models import seed_tour
+
+# matplotlib is the optional [plot] extra, not in [dev]: without it test_plot is skipped (an
+# environment skip) and the tests below check the error path instead.
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
 def _ones_stack(n: int, k: int = 3, channels: int = 1) -> nn.Module:
@@ -164,8 +170,16 @@ def test_one_and_three_dimensional():
     assert math.prod(e3.field_sizes or ()) == 8 ** 3  # 3, pool 4, then 4 + 2·2
 
 
+def test_plot_without_matplotlib(seed_96, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    e = effective_receptive_field(seed_96, "grouped")
+    with pytest.raises(rfgraph.RfgraphError, match="needs matplotlib"):
+        plot_erf(e, tmp_path / "erf.png")
+    assert not (tmp_path / "erf.png").exists()
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib (the [plot] extra) is not installed")
 def test_plot(seed_96, tmp_path):
-    pytest.importorskip("matplotlib")
     e = effective_receptive_field(seed_96, "grouped")
     out = plot_erf(e, tmp_path / "erf.png")
     assert out.read_bytes().startswith(b"\x89PNG")
@@ -176,25 +190,13 @@ def test_plot(seed_96, tmp_path):
     assert isinstance(e, ERF)
 
 
-# -- the integration points (skipped until Analysis.erf and `rfgraph erf` exist) --------------
+# -- the integration points: Analysis.erf and `rfgraph erf` ---------------------------------------
 
-def _has_erf_command() -> bool:
-    from rfgraph.cli import _build_parser
-
-    try:
-        _build_parser().parse_known_args(["erf"])
-    except SystemExit:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not hasattr(rfgraph.Analysis, "erf"), reason="Analysis.erf not wired yet")
 def test_analysis_erf(seed_96):
     m = seed_96.erf("grouped", inits=1, seed=2)
     assert torch.equal(m, effective_receptive_field(seed_96, "grouped", inits=1, seed=2).map)
 
 
-@pytest.mark.skipif(not _has_erf_command(), reason="rfgraph erf not wired yet")
 def test_cli_erf(tmp_path, capsys):
     from rfgraph.cli import main
 
@@ -206,6 +208,9 @@ def test_cli_erf(tmp_path, capsys):
     assert torch.load(tmp_path / "m.pt").shape == (64, 64)
     assert main(["erf", "--node", "grouped"]) == 2  # symbolic: needs --at
     assert "concrete sizes" in capsys.readouterr().err
-    if __import__("importlib").util.find_spec("matplotlib") is not None:
-        assert main(["erf", "--at", "H=64,W=64", "-o", str(tmp_path / "e.png"), "--log"]) == 0
-        assert (tmp_path / "e.png").read_bytes().startswith(b"\x89PNG")
+    drew = main(["erf", "--at", "H=64,W=64", "-o", str(tmp_path / "e.png"), "--log"])
+    if HAS_MATPLOTLIB:
+        assert drew == 0 and (tmp_path / "e.png").read_bytes().startswith(b"\x89PNG")
+    else:  # the optional extra is missing: a one-line user error naming it, no file
+        assert drew == 2 and not (tmp_path / "e.png").exists()
+        assert "needs matplotlib" in capsys.readouterr().err

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -86,8 +87,10 @@ def test_random_se_dags_are_exact(case):
         a = rfgraph.analyze(model.eval(), (1, 1, "H", "W"))
     try:
         a.evaluate(**sizes)
-    except rfgraph.RfgraphError:
-        assume(False)
+    except rfgraph.RfgraphError:  # too small for rfgraph (0 of 60 CI examples): torch must agree
+        with pytest.raises(RuntimeError):
+            model.eval()(torch.zeros(1, 1, sizes["H"], sizes["W"]))
+        return
     report = verify(a, at=[sizes], checks=["shape", "macs", "rf"], rf_nodes="all")
     failures = [f"{r.node} {r.check} {r.what}: {r.detail}" for r in report.failures]
     assert not failures, "\n".join(failures)

@@ -139,14 +139,21 @@ def configs(draw: Any) -> tuple[nn.Module, tuple, dict[str, int], list[str]]:
         for i in range(count):
             try:
                 m, c, desc = draw_layer(draw, nd, c, last=i == count - 1)
-            except (ValueError, RuntimeError, TypeError):  # torch rejects the configuration
-                assume(False)
+            except (ValueError, RuntimeError, TypeError):  # torch rejects the configuration:
+                assume(False)  # not a model (0 of ~1000 CI examples; bounded by the count below)
             layers.append(m)
             text.append(desc)
     model = nn.Sequential(*layers)
     limit = 6 if nd == 3 else 18 if nd == 2 else 40
     sizes = {a: draw(st.integers(1, limit)) for a in AXES[nd]}
     return model, (1, cin, *AXES[nd]), sizes, text
+
+
+TRIAL_BUMPS = (0, 4, 8, 16)
+
+
+def trials(sizes: dict[str, int]) -> list[dict[str, int]]:
+    return [{k: v + bump for k, v in sizes.items()} for bump in TRIAL_BUMPS]
 
 
 def run_config(model: nn.Module, spec: tuple, sizes: dict[str, int]) -> Any:
@@ -157,14 +164,24 @@ def run_config(model: nn.Module, spec: tuple, sizes: dict[str, int]) -> Any:
             a = rfgraph.analyze(model.eval(), spec)
         except rfgraph.RfgraphError:  # e.g. a configuration rfgraph rejects with a message
             return None
-    for bump in (0, 4, 8, 16):
-        trial = {k: v + bump for k, v in sizes.items()}
+    for trial in trials(sizes):
         try:
             a.evaluate(**trial)
         except rfgraph.RfgraphError:
             continue
         return verify(a, at=[trial])
     return None
+
+
+def torch_accepts(model: nn.Module, spec: tuple, trial: dict[str, int]) -> bool:
+    """Does torch run ``model`` at these sizes to a non-empty output?"""
+    shape = [trial[d] if isinstance(d, str) else d for d in spec]
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return model.eval()(torch.zeros(shape)).numel() > 0
+    except (RuntimeError, ValueError):
+        return False
 
 
 # -- rfgraph bugs this fuzz found: none open. A bug it finds gets a regression test in
@@ -177,19 +194,35 @@ def known_bug(model: nn.Module, row: Any) -> str | None:
     return next((name for name, match in KNOWN_BUGS.items() if match(model, row)), None)
 
 
-@settings(max_examples=N_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(configs())
-def test_verify_random_layers(config):
-    model, spec, sizes, text = config
-    note(" -> ".join(text) + f" at {sizes}")
-    try:
+#: At most this fraction of examples may be left unverified because rfgraph refuses the model or
+#: every trial size (checked against torch below); about 6% in the CI profile (odd sizes before
+#: PixelUnshuffle, inputs smaller than a kernel).
+MAX_UNVERIFIED = 0.15
+
+
+def test_verify_random_layers():
+    counts = {"verified": 0, "refused": 0}
+
+    @settings(max_examples=N_EXAMPLES, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(configs())
+    def check(config):
+        model, spec, sizes, text = config
+        note(" -> ".join(text) + f" at {sizes}")
         with torch.random.fork_rng():
             report = run_config(model, spec, sizes)
-    except AttributeError as exc:  # rfgraph bug "odd-pixel-unshuffle" (see test_verify.py)
-        assume("BooleanFalse" not in str(exc))
-        raise
-    assume(report is not None)
-    failures = [f"{r.node} {r.check} {r.what} at {r.at}: {r.detail}" for r in report.failures
-                if known_bug(model, r) is None]
-    assert not failures, "\n".join(failures)
+        if report is None:
+            # rfgraph refused the model or every trial size: torch must refuse them too
+            accepted = [t for t in trials(sizes) if torch_accepts(model, spec, t)]
+            assert not accepted, f"rfgraph refuses sizes torch accepts: {accepted}"
+            counts["refused"] += 1
+            return
+        counts["verified"] += 1
+        failures = [f"{r.node} {r.check} {r.what} at {r.at}: {r.detail}" for r in report.failures
+                    if known_bug(model, r) is None]
+        assert not failures, "\n".join(failures)
+
+    check()
+    total = counts["verified"] + counts["refused"]
+    assert total >= N_EXAMPLES // 2, counts
+    assert counts["refused"] <= MAX_UNVERIFIED * total, counts
