@@ -7,8 +7,6 @@ parameters with ``sum(p.numel())``, MACs with FlopCounterMode / 2.
 
 from __future__ import annotations
 
-import operator
-
 import pytest
 import sympy
 import torch
@@ -17,7 +15,6 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import rfgraph
-from rfgraph.rules import lookup
 from rfgraph.symbolic import axis_symbol, ceildiv, floordiv
 
 H, W = axis_symbol("H"), axis_symbol("W")
@@ -185,9 +182,6 @@ def test_swin_like_symbolic_sizes(swin):
 @pytest.mark.parametrize("size", [(64, 64), (50, 37)])
 def test_swin_like_macs(swin, size):
     model, analysis = swin
-    if lookup(operator.matmul) is None:
-        pytest.xfail("no matmul rule yet (rfgraph/rules/attention.py): MACs checked once it "
-                     "is registered")
     at = analysis.evaluate(H=size[0], W=size[1])
     assert analysis.complete
     assert at.int_of(analysis.total_macs) == _macs(model, torch.randn(1, 3, *size))
