@@ -24,6 +24,7 @@ from typing import Any
 
 from . import __version__
 from .errors import InternalError, RfgraphError
+from .loader import load_spec
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _REPORT = "please report this with the model; run with --traceback for details"
@@ -116,39 +117,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="draw with a logarithmic colour scale (shows the faint tail)")
     er.add_argument("--train", action="store_true", help=_TRAIN_HELP)
     _add_traceback_flag(er)
-    from .verify import add_verify_parser
-
-    vp = add_verify_parser(sub)  # rfgraph verify: its flags live in rfgraph/verify.py
-    if vp is not None:
-        _add_traceback_flag(vp)
+    _add_traceback_flag(add_verify_parser(sub))
     return parser
-
-
-#: (spec, trust_pickle) -> _load's result, while main() runs: cmd_verify checks the sizes
-#: against the loaded model before rfgraph.verify loads it again.
-_LOADED: dict[tuple[str | None, bool], tuple[Any, tuple | None, str]] | None = None
-
-
-def _load(spec: str | None, trust_pickle: bool):
-    key = (spec, bool(trust_pickle))
-    if _LOADED is not None and key in _LOADED:
-        return _LOADED[key]
-    if spec is None:
-        from .models import DEFAULT_INPUT, DEFAULT_MODEL
-
-        result = DEFAULT_MODEL(), DEFAULT_INPUT, "seed_tour"
-    else:
-        from .loader import load_model
-
-        model = load_model(spec, trust_pickle=trust_pickle)
-        name = (spec.rpartition(":")[2] if ":" in spec
-                else spec.replace("\\", "/").rsplit("/", 1)[-1])
-        meta = getattr(model, "meta", None)
-        stored = meta.get("rfgraph_input_shape") if isinstance(meta, dict) else None
-        result = model, tuple(stored) if stored else None, name
-    if _LOADED is not None:
-        _LOADED[key] = result
-    return result
 
 
 def _check_sizes(model: Any, *at_specs: str | None) -> None:
@@ -178,7 +148,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .api import analyze, parse_input
     from .report import format_table
 
-    model, default_input, name = _load(args.spec, args.trust_pickle)
+    model, default_input, name = load_spec(args.spec, args.trust_pickle)
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
     if args.depth is not None and args.depth < 0:
         raise RfgraphError("--depth must be >= 0")
@@ -211,7 +181,7 @@ def cmd_erf(args: argparse.Namespace) -> int:
     from .api import analyze, parse_input
     from .erf import effective_receptive_field, plot_erf
 
-    model, default_input, name = _load(args.spec, args.trust_pickle)
+    model, default_input, name = load_spec(args.spec, args.trust_pickle)
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
     _check_sizes(model, args.at)
     analysis = analyze(model, shape, at=args.at, name=name, **_analyze_options(args))
@@ -231,14 +201,88 @@ def cmd_erf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_epilog() -> str:
+    from .verify import SKIP_BY_DESIGN, SKIP_COULD_NOT_CHECK
+
+    return ("""exit status:
+  0  OK: every check passed or was skipped by design (a documented reason)
+  1  MISMATCH: some check failed
+  4  COULD NOT CHECK: no mismatch, but some check applies and did not run
+  2  user error (bad SPEC, --at, --checks, a size the model rejects)
+  3  internal error (a bug in rfgraph)
+
+skipped by design (result can be OK):
+""" + "\n".join(f"  {k:12} {v}" for k, v in SKIP_BY_DESIGN.items()) + """
+
+could not check (exit 4 unless something failed):
+""" + "\n".join(f"  {k:12} {v}" for k, v in SKIP_COULD_NOT_CHECK.items()) + """
+
+See docs/verify.md.""")
+
+
+def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
+    """The ``verify`` subcommand's parser (``sub`` is the subparsers object of rfgraph's CLI)."""
+    from .verify import CHECKS, NODE_BUDGET
+
+    vp = sub.add_parser(
+        "verify", help="run the layers with torch and check every formula",
+        description="Check rfgraph's shapes, parameters, MACs, receptive fields and layer "
+                    "semantics against torch, node by node. SPEC as for analyze.",
+        epilog=_verify_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(vp, "input shape, names are symbols (default 1,3,H,W)")
+    vp.add_argument("--at", action="append", default=None, metavar="SIZES",
+                    help="a size to check, e.g. H=224,W=224 (repeatable; default: a typical, "
+                         "an odd/prime and the smallest valid size)")
+    vp.add_argument("--json", action="store_true", help="print the report as JSON")
+    vp.add_argument("--checks", default=None, metavar="LIST",
+                    help=f"comma-separated subset of {','.join(CHECKS)}")
+    vp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    vp.add_argument("--all-nodes", action="store_true",
+                    help="probe the receptive field of every node (default: a representative "
+                         "subset on big graphs)")
+    vp.add_argument("--train", action="store_true",
+                    help="analyse and run the model in training mode (default: eval mode)")
+    vp.add_argument("--node-budget", type=float, default=NODE_BUDGET, metavar="SECONDS",
+                    help=f"time one node's semantics check may take (default {NODE_BUDGET:g}; "
+                         "0: no limit); a slower check is reported as 'not checked: too slow'")
+    return vp
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """rfgraph verify: 0 OK, 1 a mismatch, 4 could not check (user errors raise: 2)."""
-    from .verify import cmd_verify as run_verify
+    from .api import analyze, parse_at, parse_input
+    from .verify import CHECKS, NODE_BUDGET, verify
 
-    if args.at:  # out-of-range sizes of a .pt2 fail before any work (the model stays loaded)
-        model, _, _ = _load(args.spec, getattr(args, "trust_pickle", False))
-        _check_sizes(model, *args.at)
-    return run_verify(args)
+    loaded = None
+    if args.at:  # out-of-range sizes of a .pt2 fail before any work
+        loaded = load_spec(args.spec, getattr(args, "trust_pickle", False))
+        _check_sizes(loaded[0], *args.at)
+    checks = None
+    if args.checks is not None:
+        checks = [c.strip() for c in args.checks.split(",") if c.strip()]
+        bad = [c for c in checks if c not in CHECKS]
+        if bad or not checks:
+            raise RfgraphError(f"unknown check(s) {', '.join(bad) or '(none)'} in --checks: "
+                               f"choose from {','.join(CHECKS)}")
+    budget = getattr(args, "node_budget", NODE_BUDGET)
+    if budget is not None and not budget >= 0:
+        raise RfgraphError(f"--node-budget must be a number of seconds >= 0, not {budget:g}")
+    if loaded is None:
+        loaded = load_spec(args.spec, getattr(args, "trust_pickle", False))
+    model, default_input, name = loaded
+    shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
+    analysis = analyze(model, shape, name=name,
+                       mode="train" if getattr(args, "train", False) else "eval")
+    at = [parse_at(s) for s in args.at] if args.at else None
+    report = verify(analysis, at=at, checks=checks, progress=not args.no_progress,
+                    rf_nodes="all" if getattr(args, "all_nodes", False) else "auto",
+                    node_budget=budget)
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(report.format())
+    return report.exit_status
 
 
 def _warning_line(message, category, filename, lineno, line=None) -> str:
@@ -253,21 +297,17 @@ def _want_traceback(args: argparse.Namespace) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``rfgraph`` command; returns the exit status: 0 ok, 1 a verify mismatch, 2 a user
     error, 3 an internal error (a bug in rfgraph), 4 verify could not run some check."""
-    global _LOADED
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     previous_format = warnings.formatwarning
-    previous_loaded = _LOADED
     warnings.formatwarning = _warning_line
-    _LOADED = {}
     try:
         return _dispatch(args, _want_traceback(args))
     finally:
         warnings.formatwarning = previous_format
-        _LOADED = previous_loaded
 
 
 def _internal_line(exc: BaseException) -> str:

@@ -18,13 +18,9 @@ import sympy
 from torch import nn
 
 from .errors import SizeOutOfRange, SpecError, UnsafePickleError
+from .util import first_line
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".bin", ".ckpt")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _resolve(obj: object, attr_path: str, spec: str) -> object:
@@ -49,10 +45,10 @@ def _instantiate(obj: object, spec: str) -> nn.Module:
         except (TypeError, ValueError):
             sig = "(...)"
         raise SpecError(f"bad model spec {spec!r}: calling it with no arguments failed "
-                        f"({_first_line(exc)}); its signature is {sig}") from None
+                        f"({first_line(exc)}); its signature is {sig}") from None
     except Exception as exc:
         raise SpecError(f"bad model spec {spec!r}: building the model failed: "
-                        f"{_first_line(exc)}") from None
+                        f"{first_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise SpecError(f"bad model spec {spec!r}: it returned {type(model).__name__}, "
                         "not a torch.nn.Module")
@@ -76,11 +72,26 @@ def load_model(spec: str, trust_pickle: bool = False) -> nn.Module:
             module = importlib.import_module(path_part)
         except ImportError as exc:
             raise SpecError(f"bad model spec {spec!r}: cannot import {path_part!r} "
-                            f"({_first_line(exc)})") from None
+                            f"({first_line(exc)})") from None
         except Exception as exc:
             raise SpecError(f"bad model spec {spec!r}: importing {path_part!r} failed: "
-                            f"{_first_line(exc)}") from None
+                            f"{first_line(exc)}") from None
     return _instantiate(_resolve(module, attr, spec), spec)
+
+
+def load_spec(spec: str | None, trust_pickle: bool = False,
+              ) -> tuple[nn.Module, tuple | None, str]:
+    """The model a command-line SPEC names, the input shape stored with it (a ``.pt2`` file's)
+    or None, and its display name; no SPEC: the built-in seed-tour model."""
+    if spec is None:
+        from .models import DEFAULT_INPUT, DEFAULT_MODEL
+
+        return DEFAULT_MODEL(), DEFAULT_INPUT, "seed_tour"
+    model = load_model(spec, trust_pickle=trust_pickle)
+    name = spec.rpartition(":")[2] if ":" in spec else spec.replace("\\", "/").rsplit("/", 1)[-1]
+    meta = getattr(model, "meta", None)
+    stored = meta.get("rfgraph_input_shape") if isinstance(meta, dict) else None
+    return model, tuple(stored) if stored else None, name
 
 
 def _import_file(path: Path, spec: str) -> object:
@@ -100,7 +111,7 @@ def _import_file(path: Path, spec: str) -> object:
         module_spec.loader.exec_module(module)
     except Exception as exc:
         raise SpecError(f"bad model spec {spec!r}: running {str(path)!r} failed: "
-                        f"{_first_line(exc)}") from None
+                        f"{first_line(exc)}") from None
     finally:
         if added:
             sys.path.remove(parent)
@@ -160,7 +171,7 @@ def load_exported(path: Path) -> nn.Module:
         with _quiet_torch():
             program = torch.export.load(str(path))
     except Exception as exc:
-        detail = _first_line(exc).replace(  # the warnings it points to are silenced
+        detail = first_line(exc).replace(  # the warnings it points to are silenced
             " Please check the warnings above for possible errors.", "").rstrip()
         raise SpecError(f"cannot load {str(path)!r} as a torch.export program (corrupt or "
                         f"truncated file?): {detail}") from None
@@ -169,7 +180,7 @@ def load_exported(path: Path) -> nn.Module:
             gm = program.module()
     except Exception as exc:
         raise SpecError(f"cannot rebuild the graph stored in {str(path)!r}: "
-                        f"{_first_line(exc)}") from None
+                        f"{first_line(exc)}") from None
     inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     shape: list[int | str] | None = None
     ranges: dict[str, tuple[int, int | None]] = {}
@@ -233,7 +244,7 @@ def _load_file(path: Path, spec: str, trust_pickle: bool) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise SpecError(f"cannot load {str(path)!r}: {_first_line(exc)}") from None
+        raise SpecError(f"cannot load {str(path)!r}: {first_line(exc)}") from None
     finally:
         if added and cwd in sys.path:
             sys.path.remove(cwd)

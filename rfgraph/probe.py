@@ -1,8 +1,9 @@
 """Receptive-field *gradient probe*: an independent measurement oracle.
 
 The probe measures receptive fields empirically, without any of rfgraph's symbolic machinery
-(this module deliberately imports nothing else from :mod:`rfgraph`).  It is used by the test
-suite and by ``rfgraph verify`` to cross-check the analytic results.
+(this module deliberately imports nothing else from :mod:`rfgraph` but the independent layer
+references of :mod:`rfgraph.semantics`, which import nothing from it either).  It is used by
+the test suite and by ``rfgraph verify`` to cross-check the analytic results.
 
 Method
 ------
@@ -40,6 +41,7 @@ are (a zero-initialised scale hides the branch it multiplies).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -49,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from . import semantics as ref
+
 __all__ = [
     "ProbeError",
     "linear_max_pool",
@@ -56,6 +60,7 @@ __all__ = [
     "prepare_probe_model",
     "probe_rf",
     "probe_rf_many",
+    "standin_for",
     "touches_border",
 ]
 
@@ -242,6 +247,11 @@ def _identity_first(x: Any, *args: Any, **kwargs: Any) -> Any:
     return x
 
 
+def _identity_with_stats(x: torch.Tensor, *args: Any, **kwargs: Any) -> tuple:
+    """Stand-in for aten's native norms, which return (out, mean, rstd)."""
+    return x, x.new_zeros(0), x.new_zeros(0)
+
+
 # --------------------------------------------------------------------------------------------
 # Module classification
 # --------------------------------------------------------------------------------------------
@@ -398,8 +408,16 @@ def _adaptive_fn(nd: int, force_indices: bool) -> Callable[..., Any]:
     return pool
 
 
+def aten_op(name: str) -> Any:
+    """``torch.ops.aten.<packet>.<overload>`` for ``"packet.overload"``, None if torch lacks it."""
+    packet, _, overload = name.partition(".")
+    return getattr(getattr(torch.ops.aten, packet, None), overload or "default", None)
+
+
+@functools.cache
 def _functional_table() -> dict[Any, Callable[..., Any]]:
-    """Map functional call targets to their linear stand-ins."""
+    """Map functional call targets (``torch.nn.functional`` and ``torch`` functions, and the
+    ATen ops of ``torch.export`` graphs) to their linear stand-ins."""
     table: dict[Any, Callable[..., Any]] = {}
     for nd in (1, 2, 3):
         table[getattr(F, f"max_pool{nd}d")] = _pool_fn(nd, False)
@@ -426,7 +444,37 @@ def _functional_table() -> dict[Any, Callable[..., Any]]:
                 table.setdefault(getattr(namespace, name), _identity_first)
     for name in ("max_unpool1d", "max_unpool2d", "max_unpool3d"):
         table[getattr(F, name)] = _unsupported(name)
+    _add_aten_standins(table)
     return table
+
+
+def _add_aten_standins(table: dict[Any, Callable[..., Any]]) -> None:
+    """The ATen twins (``torch.export`` graphs, .pt2 files): max pooling becomes a linear pool
+    of the same geometry, activations and norms the identity, softmax an axis mix, linear
+    interpolation the exact-weight version."""
+
+    def add(name: str, fn: Callable[..., Any]) -> None:
+        op = aten_op(name)
+        if op is not None:
+            table[op] = fn
+
+    for nd in (1, 2, 3):
+        add(f"max_pool{nd}d.default", _pool_fn(nd, False))
+        add(f"max_pool{nd}d_with_indices.default", _pool_fn(nd, True))
+        add(f"adaptive_max_pool{nd}d.default", _adaptive_fn(nd, True))
+    for name in ("relu", "relu_", "hardtanh", "hardtanh_", "sigmoid", "tanh", "silu", "silu_",
+                 "gelu", "hardswish", "hardswish_", "hardsigmoid", "leaky_relu", "elu",
+                 "dropout", "clamp", "mish", "softplus", "relu6", "batch_norm", "layer_norm",
+                 "group_norm", "instance_norm"):
+        add(f"{name}.default", _identity_first)
+    for name in ("_native_batch_norm_legit_no_training", "native_batch_norm",
+                 "native_layer_norm", "native_group_norm"):
+        add(f"{name}.default", _identity_with_stats)
+    add("softmax.int", axis_mix)
+    add("_softmax.default", axis_mix)
+    for nd, mode in ((1, "linear"), (2, "bilinear"), (3, "trilinear")):
+        add(f"upsample_{mode}{nd}d.vec", lambda x, size, align, scales, mode=mode:
+            ref.resize_reference(x, size, scales, mode, align))
 
 
 def _unsupported(name: str) -> Callable[..., Any]:
@@ -467,6 +515,79 @@ def _lookup(table: dict[Any, Callable[..., Any]], target: Any) -> Callable[..., 
         return table.get(target)
     except TypeError:
         return None
+
+
+def standin_for(key: Any) -> Callable[..., Any] | None:
+    """The probe's linear stand-in for an op, or None when the probe keeps the op as it is (a
+    linear op needs none) or rejects it (``MaxUnpool``, ``FractionalMaxPool``).
+
+    ``key`` is what rfgraph's rule registry is keyed by: a call target (a ``torch`` or
+    ``torch.nn.functional`` function, an ATen op of a ``torch.export`` graph), a method name
+    (``"softmax"``), an ``nn.Module`` class (the answer is then the factory that builds the
+    stand-in from an instance) or an ``nn.Module`` instance (the answer is the stand-in)."""
+    if isinstance(key, str):
+        if key in _METHOD_SOFTMAXES:
+            return axis_mix
+        return _identity_first if key in _METHOD_IDENTITIES else None
+    if isinstance(key, type):
+        if issubclass(key, _UNSUPPORTED):
+            return None
+        replaced = (nn.GLU, nn.Softmax2d, *_ACTIVATIONS, *_NORMS, *_MAX_POOLS,
+                    *_ADAPTIVE_MAX_POOLS, *_SOFTMAXES)
+        return _replacement if issubclass(key, replaced) else None
+    if isinstance(key, nn.Module):
+        try:
+            return _replacement(key)
+        except ProbeError:
+            return None
+    return _lookup(_functional_table(), key)
+
+
+# --------------------------------------------------------------------------------------------
+# Stand-ins of rfgraph verify's probe copy (rfgraph.verify.probing.probe_graph_module)
+# --------------------------------------------------------------------------------------------
+
+
+class SumLinear(nn.Module):
+    """Probe stand-in for a huge nn.Linear: every output is mean(x) over the last dim (the same
+    dependency pattern as the probe's constant 1/fan_in weights, without the weight matrix)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(-1, keepdim=True) * x.new_full((self.out_features,), 1.0 / self.in_features)
+
+
+class ExactLinearResize(nn.Module):
+    """Probe stand-in for a linear-mode nn.Upsample: the same geometry with exact weights.
+
+    torch computes the source coordinate in floating point; where the exact coordinate is an
+    integer it may come out a hair above it and give the next pixel a weight of ~1e-15, which
+    the probe (an exact ``!= 0`` test) would count as a dependence."""
+
+    def __init__(self, size: Any, scale_factor: Any, mode: str, align_corners: Any,
+                 recompute: Any) -> None:
+        super().__init__()
+        self.size, self.scale_factor, self.mode = size, scale_factor, mode
+        self.align_corners, self.recompute = align_corners, recompute
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ref.resize_reference(x, self.size, self.scale_factor, self.mode,
+                                    self.align_corners, self.recompute)
+
+
+def exact_interpolate(x: torch.Tensor, size: Any = None, scale_factor: Any = None,
+                       mode: str = "nearest", align_corners: Any = None,
+                       recompute_scale_factor: Any = None, antialias: bool = False,
+                       ) -> torch.Tensor:
+    """Probe stand-in for ``F.interpolate``: exact weights for the linear modes."""
+    if mode in ref.LINEAR_MODES and not antialias:
+        return ref.resize_reference(x, size, scale_factor, mode, align_corners,
+                                    recompute_scale_factor)
+    return F.interpolate(x, size, scale_factor, mode, align_corners, recompute_scale_factor,
+                         antialias)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ slicing, ``matmul`` and reductions -- never with the torch op it checks:
 * :func:`conv_transpose_by_matrix`: the transposed convolution as the explicit transpose of the
   matrix of the convolution with the same weights (seed §2.3), the matrix built from
   :func:`conv_reference` at a small size (one spatial matrix per kernel tap, Kronecker-combined
-  with the tap's block-diagonal channel matrix: :func:`conv_matrix`).
+  with the tap's block-diagonal channel matrix: :func:`conv_matrix`); for a large kernel,
+  matrix-free, as the adjoint (:func:`conv_transpose_by_adjoint`).
 * :func:`dilate_kernel` (zero-dilated kernel), :func:`block_diagonal` (a grouped weight as one
   dense weight), :func:`compose_convs` (a chain of convolutions as one convolution, when that is
   exact).
@@ -46,6 +47,7 @@ __all__ = [
     "conv_matrix",
     "conv_output_size",
     "conv_reference",
+    "conv_transpose_by_adjoint",
     "conv_transpose_by_matrix",
     "conv_transpose_output_size",
     "dilate_kernel",
@@ -271,6 +273,27 @@ def conv_transpose_by_matrix(x: torch.Tensor, weight: torch.Tensor,
     if bias is not None:
         y = y + bias.double().reshape(1, c_out, *([1] * nd))
     return y.squeeze(0) if unbatched else y
+
+
+def conv_transpose_by_adjoint(x: torch.Tensor, weight: torch.Tensor,
+                              bias: torch.Tensor | None, stride: Sequence[int],
+                              padding: Sequence[int], groups: int, dilation: Sequence[int],
+                              n_out: Sequence[int]) -> torch.Tensor:
+    """``M^T x`` for M the im2col convolution with ``weight`` (C_in, C_out/g, *k) from the
+    transposed conv's output space (C_out, *n_out) back to (C_in, *n_in), restricted to the
+    first n_in outputs (as :func:`conv_transpose_by_matrix`), computed as the
+    gradient of ``<x, M y>`` with respect to ``y`` (M is linear: slicing and matmul)."""
+    n_in = x.shape[2:]
+    y = torch.zeros(x.shape[0], weight.shape[1] * groups, *n_out, dtype=torch.float64,
+                    requires_grad=True)
+    with torch.enable_grad():
+        back = conv_reference(y, weight.double(), None, tuple(stride), tuple(padding),
+                                  tuple(dilation), groups)
+        back = back[(slice(None), slice(None), *(slice(0, n) for n in n_in))]
+        (got,) = torch.autograd.grad((back * x.double()).sum(), y)
+    if bias is not None:
+        got = got + bias.double().reshape(1, -1, *([1] * len(n_out)))
+    return got
 
 
 # -- pooling --------------------------------------------------------------------------------------

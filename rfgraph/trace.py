@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import torch
 import torch.fx as fx
 from torch import nn
 
 from .errors import TraceError
 from .rules.base import lookup_module
+from .util import first_line, resolve_attr
+
+__all__ = ["library_notrace_functions", "module_of", "resolve_attr", "trace"]
 
 
 class _NeedsLeaf(Exception):
@@ -48,12 +50,6 @@ class RfTracer(fx.Tracer):
             raise _NeedsLeaf(qualname, exc) from None
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def trace(model: nn.Module) -> fx.GraphModule:
     """Trace ``model`` into a GraphModule, or raise a one-line :class:`TraceError`."""
     if isinstance(model, fx.GraphModule):
@@ -71,7 +67,7 @@ def trace(model: nn.Module) -> fx.GraphModule:
             graph = tracer.trace(model, concrete_args=concrete or None)
             break
         except _NeedsLeaf as need:
-            forced[need.qualname] = _one_line(need.cause)
+            forced[need.qualname] = first_line(need.cause)
         except Exception as exc:  # fx raises many kinds; report one line
             if not autowrap and library_notrace_functions():
                 # the library marks functions that fx cannot trace (timm's
@@ -79,7 +75,7 @@ def trace(model: nn.Module) -> fx.GraphModule:
                 autowrap = library_notrace_functions()
                 continue
             raise TraceError(f"could not trace {type(model).__name__} with torch.fx: "
-                             f"{_one_line(exc)} (in its own forward, so no submodule can be "
+                             f"{first_line(exc)} (in its own forward, so no submodule can be "
                              "kept as a leaf instead)") from None
     else:
         raise TraceError(f"could not trace {type(model).__name__}: too many untraceable modules")
@@ -144,10 +140,3 @@ def module_of(node: fx.Node) -> str:
     if node.op == "get_attr":
         return str(node.target).rpartition(".")[0]
     return ""
-
-
-def resolve_attr(gm: fx.GraphModule, target: str) -> torch.Tensor | nn.Module | object:
-    obj: object = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj

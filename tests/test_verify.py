@@ -1,4 +1,4 @@
-"""``rfgraph verify`` (rfgraph/verify.py) and its layer references (rfgraph/semantics.py).
+"""``rfgraph verify`` (rfgraph/verify/) and its layer references (rfgraph/semantics.py).
 
 * the references against torch on a grid of layers (1-3-D, groups, dilation, stride, asymmetric
   padding, padding modes, ceil_mode, output_padding);
@@ -25,10 +25,11 @@ from torch import nn
 
 import rfgraph
 from rfgraph import semantics as ref
+from rfgraph.cli import add_verify_parser, cmd_verify
 from rfgraph.errors import RfgraphError
 from rfgraph.receptive_field import identity_rf
 from rfgraph.tensor import TensorInfo
-from rfgraph.verify import CHECKS, add_verify_parser, choose_sizes, cmd_verify, verify
+from rfgraph.verify import CHECKS, choose_sizes, verify
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 

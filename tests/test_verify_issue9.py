@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import rfgraph
-from rfgraph import verify as verify_module
+from rfgraph import semantics as ref
 from rfgraph.cli import main
 from rfgraph.verify import (
     SKIP_BY_DESIGN,
@@ -354,10 +354,10 @@ def test_matrix_free_transposed_conv_reference():
     with torch.no_grad():
         want = m(x)
     weight, bias = m.weight.detach(), m.bias.detach()
-    got = verify_module._conv_transpose_by_adjoint(x, weight, bias, m.stride, m.padding,
+    got = ref.conv_transpose_by_adjoint(x, weight, bias, m.stride, m.padding,
                                                    m.groups, m.dilation, want.shape[2:])
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
-    flipped = verify_module._conv_transpose_by_adjoint(x, weight.flip(2), bias, m.stride,
+    flipped = ref.conv_transpose_by_adjoint(x, weight.flip(2), bias, m.stride,
                                                        m.padding, m.groups, m.dilation,
                                                        want.shape[2:])
     assert not torch.allclose(flipped, want, atol=1e-3)
@@ -365,7 +365,7 @@ def test_matrix_free_transposed_conv_reference():
     x2 = torch.randn(1, 4, 5, 4, dtype=torch.float64)
     with torch.no_grad():
         want2 = g(x2)
-    got2 = verify_module._conv_transpose_by_adjoint(x2, g.weight.detach(), g.bias.detach(),
+    got2 = ref.conv_transpose_by_adjoint(x2, g.weight.detach(), g.bias.detach(),
                                                     g.stride, g.padding, g.groups, g.dilation,
                                                     want2.shape[2:])
     assert torch.allclose(got2, want2, rtol=1e-12, atol=1e-12)
@@ -385,14 +385,15 @@ def test_time_budget_reports_too_slow(tmp_path, capsys, monkeypatch):
     for 30 s (time.sleep is interrupted by the alarm), so it is over any budget of 0.05 s however
     fast or loaded the machine is. (A real check, however slow, races the alarm on a fast
     machine: that made this test flaky in CI.)"""
-    import rfgraph.verify as verify_module
-    original = verify_module._Semantics._check_node
+    from rfgraph.verify.layers import _Semantics
+
+    original = _Semantics._check_node
 
     def slow(self, node):
         time.sleep(30)
         return original(self, node)
 
-    monkeypatch.setattr(verify_module._Semantics, "_check_node", slow)
+    monkeypatch.setattr(_Semantics, "_check_node", slow)
     a = rfgraph.analyze(convt3d(), (1, 3, 9, 6, 8))
     started = time.perf_counter()
     report = verify(a, checks=["semantics"], node_budget=0.05)
@@ -407,7 +408,7 @@ def test_time_budget_reports_too_slow(tmp_path, capsys, monkeypatch):
     code, out, _ = cli(capsys, spec, "--input", "1,3,9,6,8", "--checks", "semantics",
                        "--node-budget", "0.05")
     assert code == 4 and "too slow" in out
-    monkeypatch.setattr(verify_module._Semantics, "_check_node", original)
+    monkeypatch.setattr(_Semantics, "_check_node", original)
     code, out, _ = cli(capsys, spec, "--input", "1,3,9,6,8", "--checks", "semantics",
                        "--node-budget", "0")  # no limit
     assert code == 0 and out.rstrip().endswith("result: OK")
@@ -418,7 +419,7 @@ def test_an_error_inside_a_check_is_could_not_check(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("probe exploded")
 
-    monkeypatch.setattr(verify_module, "_grad_box", broken)
+    monkeypatch.setattr(rfgraph.verify.fields, "_grad_box", broken)
     a = rfgraph.analyze(nn.Sequential(nn.Conv2d(1, 2, 3)).eval(), (1, 1, "H", "W"))
     report = verify(a, at=[{"H": 12, "W": 12}], checks=["shape", "rf"])
     rf = rows_of(report, "_0", "rf")
