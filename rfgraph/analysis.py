@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import sympy
 from sympy import Expr, Integer
 
@@ -15,6 +14,9 @@ from .annotate import NodeInfo
 from .errors import InputTooSmall, RfgraphError
 from .receptive_field import AxisRF
 from .symbolic import axis_symbol, format_expr, subs_int
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -51,6 +53,7 @@ class Analysis:
         #: parameters no node uses (e.g. auxiliary heads in eval mode): module -> numel
         self.params_unreached = dict(params_unreached or {})
         self._index = {n.name: n for n in nodes}
+        self._graph: nx.DiGraph | None = None
 
     def with_at(self, at: Mapping[str, int] | None, nodes: list[NodeInfo] | None = None,
                 warnings: list[str] | None = None) -> Analysis:
@@ -76,12 +79,25 @@ class Analysis:
 
     @property
     def graph(self) -> nx.DiGraph:
-        g = nx.DiGraph()
-        for n in self._nodes:
-            g.add_node(n.name, info=n)
-            for src in n.inputs:
-                g.add_edge(src, n.name)
-        return g
+        """The node graph (networkx): one node per fx node (attribute ``info``: its NodeInfo),
+        an edge per data dependency. Built on first use and cached: networkx is imported only
+        here, never by ``import rfgraph`` or by :func:`rfgraph.analyze`."""
+        if self._graph is None:
+            import networkx as nx
+
+            g = nx.DiGraph()
+            for n in self._nodes:
+                g.add_node(n.name, info=n)
+                for src in n.inputs:
+                    g.add_edge(src, n.name)
+            self._graph = g
+        return self._graph
+
+    def ancestors(self, node: NodeInfo | str) -> set[str]:
+        """Names of the nodes ``node`` depends on (not itself)."""
+        import networkx as nx
+
+        return set(nx.ancestors(self.graph, node if isinstance(node, str) else node.name))
 
     @property
     def n_spatial(self) -> int:
@@ -134,14 +150,14 @@ class Analysis:
     def total_macs(self) -> Expr:
         """The MACs formula: the sum over every node with a symbolic rule. Nodes without a rule
         and nodes measured numerically are not in it (see :attr:`complete`)."""
-        return sympy.expand(sympy.Add(*[n.macs for n in self._nodes if not n.numeric]))
+        return sympy.expand(sympy.Add(*[n.macs for n in self._nodes if not n.numeric_only]))
 
     @property
     def measured_macs(self) -> dict[str, int]:
         """MACs of the nodes measured numerically at the evaluated sizes: node -> value."""
         out = {}
         for n in self._nodes:
-            if n.numeric:
+            if n.numeric_only:
                 v = self.int_of(n.macs)
                 if v:
                     out[n.name] = v
@@ -155,14 +171,14 @@ class Analysis:
         if self.at is None:
             return None
         value = self.int_of(self.total_macs)
-        if value is None or any(n.unknown and not n.numeric for n in self.nodes):
+        if value is None or any(n.unknown and not n.numeric_only for n in self.nodes):
             return None
-        return value + sum(self.int_of(n.macs) or 0 for n in self._nodes if n.numeric)
+        return value + sum(self.int_of(n.macs) or 0 for n in self._nodes if n.numeric_only)
 
     @property
     def incomplete_nodes(self) -> list[NodeInfo]:
         """Nodes whose cost is not in the formulas: no rule (unknown) or measured numerically."""
-        return [n for n in self.nodes if n.unknown or n.numeric]
+        return [n for n in self.nodes if n.unknown or n.numeric_only]
 
     @property
     def complete(self) -> bool:
@@ -191,10 +207,7 @@ class Analysis:
         """Ops without a rule: op -> {module: count} (fvcore-style unsupported report)."""
         out: dict[str, dict[str, int]] = {}
         for n in self.nodes:
-            own = any(note.startswith("unknown op") or (note.startswith("op ")
-                                                          and note.endswith("has no rule"))
-                      for note in n.notes)
-            if n.unknown and own:
+            if n.unknown and not n.has_rule:
                 per = out.setdefault(n.module_type or n.target, {})
                 per[n.module or "(top)"] = per.get(n.module or "(top)", 0) + 1
         return out

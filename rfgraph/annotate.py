@@ -5,7 +5,6 @@ The graph is never mutated; the results live in the returned list (not in ``node
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,17 +17,22 @@ from sympy import Expr, Integer
 from torch import nn
 
 from .errors import InternalError, RfgraphError
+from .execute import MetaModuleError, execute_node
+from .kinds import Family, Kind
 from .receptive_field import decided_at, identity_rf
 from .rules import base as rules
 from .tensor import TensorInfo
 from .trace import module_of, resolve_attr
+from .util import first_line, first_of, map_leaves
 
 
 class Unknown:
-    """The value of a node whose op has no rule (or which depends on one)."""
+    """The value of a node whose op has no rule (or which depends on one): ``reason`` says which
+    node has no rule, ``root`` is that node's name."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, root: str | None = None) -> None:
         self.reason = reason
+        self.root = root
 
     def __repr__(self) -> str:
         return f"Unknown({self.reason})"
@@ -48,8 +52,8 @@ class NodeInfo:
     params: int = 0
     params_formula: str = "0"
     macs: Expr = Integer(0)
-    kind: str = "layer"
-    family: str = "other"
+    kind: Kind = Kind.LAYER
+    family: Family = Family.OTHER
     notes: list[str] = field(default_factory=list)
     conditions: list[Expr] = field(default_factory=list)
     min_sizes: list[tuple[Expr, str]] = field(default_factory=list)
@@ -57,7 +61,15 @@ class NodeInfo:
     needs_at: bool = False  # part of the result is only known at concrete sizes
     #: the node's shape and MACs hold values measured at the evaluated sizes (an op without a
     #: rule, or a node downstream of one): valid there only, never part of a formula
-    numeric: bool = False
+    numeric_only: bool = False
+    #: False when no rule describes the op (none registered, or its rule does not model this
+    #: variant): the node is unknown (or numeric only) because of itself
+    has_rule: bool = True
+    #: why the node's field is unknown (None when it is known): "no rule for LSTM" or
+    #: "depends on node 'lstm' (LSTM), which has no rule"
+    unknown_reason: str | None = None
+    #: the node at the root of the unknown (itself when it has no rule), None when known
+    unknown_root: str | None = None
 
     @property
     def tensor(self) -> TensorInfo | None:
@@ -66,19 +78,17 @@ class NodeInfo:
 
     @property
     def unknown(self) -> bool:
-        return self.kind == "unknown"
+        return self.kind is Kind.UNKNOWN
 
+    @property
+    def numeric(self) -> bool:
+        """Alias of :attr:`numeric_only` (the name before 0.10)."""
+        return self.numeric_only
 
-def first_of(value: Any, kind: type) -> Any:
-    """The first object of type ``kind`` in a value that may nest tuples, lists and dicts
-    (a node's output, a model's output): depth first, in order."""
-    if isinstance(value, kind):
-        return value
-    for v in _items(value):
-        found = first_of(v, kind)
-        if found is not None:
-            return found
-    return None
+    @property
+    def unknown_op(self) -> bool:
+        """An op without a rule itself (not merely downstream of one)."""
+        return self.unknown_root == self.name
 
 
 def first_tensor(value: Any) -> TensorInfo | None:
@@ -87,13 +97,7 @@ def first_tensor(value: Any) -> TensorInfo | None:
 
 
 def _contains_unknown(value: Any) -> Unknown | None:
-    if isinstance(value, Unknown):
-        return value
-    for v in _items(value):
-        u = _contains_unknown(v)
-        if u is not None:
-            return u
-    return None
+    return first_of(value, Unknown)
 
 
 def input_tensor(shape: Sequence[Expr]) -> TensorInfo:
@@ -160,18 +164,18 @@ def _annotate_nodes(gm: fx.GraphModule, shape: Sequence[Expr], at_syms: dict | N
             if placeholders > 1:
                 default = node.args[0] if node.args else None
                 info.value = default
-                info.kind, info.family = "input", "input"
+                info.kind, info.family = Kind.INPUT, Family.INPUT
                 if not node.args and not node.target.startswith("*"):
                     raise RfgraphError(f"the model's forward takes more than one input "
                                        f"('{node.target}'); rfgraph analyses one input tensor")
             else:
                 info.value = input_tensor(shape)
-                info.kind, info.family = "input", "input"
+                info.kind, info.family = Kind.INPUT, Family.INPUT
         elif node.op == "get_attr":
             obj = resolve_attr(gm, str(node.target))
             if isinstance(obj, torch.Tensor):
                 info.value = _const_tensor(obj, n_axes)
-                info.kind, info.family = "constant", "other"
+                info.kind, info.family = Kind.CONSTANT, Family.OTHER
                 if isinstance(obj, nn.Parameter) and id(obj) not in seen_modules:
                     seen_modules[id(obj)] = node.name
                     info.params = obj.numel()
@@ -180,20 +184,20 @@ def _annotate_nodes(gm: fx.GraphModule, shape: Sequence[Expr], at_syms: dict | N
                     info.buffers = obj.numel()
             else:
                 info.value = obj
-                info.kind = "constant"
+                info.kind = Kind.CONSTANT
         elif node.op == "call_module" and str(node.target) == "_guards_fn":
-            info.value, info.kind = None, "guard"  # torch.export's input guards: no data
+            info.value, info.kind = None, Kind.GUARD  # torch.export's input guards: no data
         elif node.op == "output":
             info.value = fx.node.map_arg(node.args[0], lambda n: env[n.name])
-            info.kind, info.family = "output", "output"
+            info.kind, info.family = Kind.OUTPUT, Family.OUTPUT
             t = info.tensor
             if t is None:
                 info.notes.append("the output holds no tensor")
         else:
             _apply_rule(gm, node, env, info, warned, seen_modules, at_syms, warn, n_axes)
-            if not info.numeric and any(numeric.get(n.name) for n in node.all_input_nodes):
-                info.numeric = True  # computed from measured values: valid at these sizes only
-            if info.numeric:
+            if not info.numeric_only and any(numeric.get(n.name) for n in node.all_input_nodes):
+                info.numeric_only = True  # computed from measured values: valid here only
+            if info.numeric_only:
                 numeric[node.name] = True
             if node.op == "call_module" and str(node.target) in forced:
                 info.notes.insert(0, "kept as a leaf: tracing its forward failed "
@@ -216,10 +220,13 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
         found = rules.lookup(node.target)
     upstream = _contains_unknown((args, kwargs))
     if upstream is not None:
-        info.value = Unknown(upstream.reason)  # keep the root cause, do not nest
-        info.kind, info.family = "unknown", "unknown"
+        info.value = Unknown(upstream.reason, upstream.root)  # the root cause, not nested
+        info.kind, info.family = Kind.UNKNOWN, Family.UNKNOWN
+        info.unknown_reason = f"depends on node '{upstream.root}', which has no rule"
+        info.unknown_root = upstream.root
         info.notes.append(f"unknown: depends on {upstream.reason}")
         if found is None:  # an op without a rule is reported even behind another one
+            info.has_rule = False
             key = info.module_type or info.target
             warned[key] = warned.get(key, 0) + 1
             if warned[key] == 1 and warn:
@@ -252,8 +259,8 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
     info.value = result.value
     info.params, info.params_formula = result.params, result.params_formula
     info.macs = sympy.expand(result.macs)
-    info.kind = result.kind
-    info.family = result.family if result.family != "other" else family
+    info.kind = Kind(result.kind)
+    info.family = Family(result.family if result.family != Family.OTHER else family)
     info.notes.extend(result.notes)
     info.conditions.extend(result.conditions)
     info.min_sizes.extend(result.min_sizes)
@@ -296,33 +303,37 @@ def _no_rule(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any, in
         warnings.warn(f"rfgraph: no rule for {key}{detail} (node '{node.name}'); its field is "
                       "unknown, its shape and cost are measured on meta tensors at concrete "
                       "sizes", stacklevel=4)
-    info.kind, info.family = "unknown", "unknown"
+    info.kind, info.family = Kind.UNKNOWN, Family.UNKNOWN
+    info.has_rule = False
+    info.unknown_reason = f"no rule for {key}{detail}"
+    info.unknown_root = node.name
     info.needs_at = True
     if module is not None:
         _count_module(info, module, node.name, seen_modules)
     measured = _run_on_meta(node, module, args, kwargs, at, n_axes) if at is not None else None
     if measured is None:
-        info.value = Unknown(f"node '{node.name}' ({key}) has no rule")
+        info.value = Unknown(f"node '{node.name}' ({key}) has no rule", node.name)
         info.notes.append(f"unknown op {key}{detail}: field unknown; shape and MACs known at "
                           "concrete sizes (evaluate)")
         return
     info.value, macs, how = measured
     info.macs = Integer(macs)
-    info.numeric = True
+    info.numeric_only = True
     info.notes.append(f"unknown op {key}{detail}: numeric only (shape and MACs measured {how} "
                       "at the evaluated sizes; field unknown)")
 
 
 def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any,
-                 at: dict[sympy.Symbol, int], n_axes: int) -> tuple[Any, int] | None:
-    """Run one op on meta tensors at concrete sizes: (output TensorInfo(s), MACs) or None."""
+                 at: dict[sympy.Symbol, int], n_axes: int) -> tuple[Any, int, str] | None:
+    """Run one op on meta tensors at concrete sizes (:mod:`rfgraph.execute`): (output
+    TensorInfo(s), MACs, how it ran), or None when an argument has no value at these sizes."""
     first_in: list[TensorInfo] = []
     data_in: list[TensorInfo] = []
+    subs = {k: Integer(x) for k, x in at.items()}
 
     def to_meta(v: Any) -> Any:
         if isinstance(v, TensorInfo):
-            dims = [sympy.sympify(s).xreplace({k: Integer(x) for k, x in at.items()})
-                    for s in v.shape]
+            dims = [sympy.sympify(s).xreplace(subs) for s in v.shape]
             if not all(d.is_Integer for d in dims):
                 raise _CannotMeasure
             if not first_in:
@@ -333,39 +344,30 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
                                dtype=v.dtype if isinstance(v.dtype, torch.dtype) else None)
         if isinstance(v, Unknown):
             raise _CannotMeasure
-        if isinstance(v, (tuple, list, dict)):
-            return map_structure(to_meta, v)
         if isinstance(v, Expr):
-            e = v.xreplace({k: Integer(x) for k, x in at.items()})
+            e = v.xreplace(subs)
             if not e.is_Integer:
                 raise _CannotMeasure
             return int(e)
         return v
 
     try:
-        margs, mkwargs = to_meta(args), to_meta(kwargs)
+        margs, mkwargs = map_leaves(to_meta, (args, kwargs), into_dataclasses=False)
     except _CannotMeasure:
         return None
-    how = "on meta tensors"
+    where = f"node '{node.name}' ({rules.target_name(node.target)})"
     try:
-        out, macs = _execute(node, module, margs, mkwargs)
-    except Exception as meta_exc:
-        # data-dependent code (x.sum() > 0) cannot run on meta: run it on zeros on the CPU,
-        # unless the module itself lives on meta
-        on_meta = module is not None and any(p.is_meta for p in module.parameters())
-        if on_meta:
-            raise RfgraphError(f"node '{node.name}' ({rules.target_name(node.target)}) cannot "
-                               "run on meta "
-                               f"tensors: {_first(meta_exc)}") from None
-        try:
-            real = _to_real((margs, mkwargs))
-            out, macs = _execute(node, module, real[0], real[1], copy_to_meta=False)
-            how = ("on zeros on the CPU (its code is data-dependent and cannot run on meta; "
-                   "another input may take another branch)")
-        except Exception as exc:
-            raise RfgraphError(f"node '{node.name}' ({rules.target_name(node.target)}) failed "
-                               "when run at the "
-                               f"evaluated sizes: {_first(exc)}") from None
+        out, macs, cpu = execute_node(node, margs, mkwargs)
+    except MetaModuleError as exc:  # cannot run on meta, and the module lives on meta
+        raise RfgraphError(f"{where} cannot run on meta tensors: "
+                           f"{first_line(exc.meta_error)}") from None
+    except Exception as exc:
+        raise RfgraphError(f"{where} failed when run at the evaluated sizes: "
+                           f"{first_line(exc)}") from None
+    # data-dependent code (x.sum() > 0) cannot run on meta: it ran on zeros on the CPU
+    how = "on meta tensors" if cpu is None else (
+        "on zeros on the CPU (its code is data-dependent and cannot run on meta; another input "
+        "may take another branch)")
     ref = first_in[0] if first_in else None
     # an op on sizes and constants only (torch.arange(h), a mask built from shapes) gives a
     # constant: no field, ignored by merges
@@ -380,11 +382,9 @@ def _run_on_meta(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any
                 axes = (None,) * v.ndim
             return TensorInfo(shape, axes, (None,) * n_axes, const=const,
                               dtype=None if v.is_floating_point() else v.dtype)
-        if isinstance(v, (tuple, list, dict)) or dataclasses.is_dataclass(v):
-            return map_structure(to_info, v)
         return v
 
-    return to_info(out), macs, how
+    return map_leaves(to_info, out), macs, how
 
 
 def _count_module(info: NodeInfo, module: nn.Module, name: str,
@@ -399,68 +399,6 @@ def _count_module(info: NodeInfo, module: nn.Module, name: str,
     info.buffers = sum(b.numel() for b in module.buffers())
     info.params_formula = f"numel of the module's parameters = {info.params}"
     _claim_params(info, module, name, seen_modules)
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
-
-
-def _to_real(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return torch.zeros(value.shape)
-    if isinstance(value, (tuple, list, dict)):
-        return map_structure(_to_real, value)
-    return value
-
-
-def map_structure(fn: Any, value: Any) -> Any:
-    """``fn`` applied to each item of a tuple, namedtuple, list, dict or dataclass value (one
-    level; ``fn`` recurses)."""
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*[fn(v) for v in value])
-    if isinstance(value, (tuple, list)):
-        return type(value)(fn(v) for v in value)
-    if isinstance(value, dict):
-        return {k: fn(v) for k, v in value.items()}
-    if (dataclasses.is_dataclass(value) and not isinstance(value, type)
-            and not isinstance(value, TensorInfo)):
-        return dataclasses.replace(value, **{f.name: fn(getattr(value, f.name))
-                                             for f in dataclasses.fields(value) if f.init})
-    return value
-
-
-def _items(value: Any) -> tuple:
-    if isinstance(value, TensorInfo):  # a leaf (its fields are shapes and fields, not values)
-        return ()
-    if isinstance(value, dict):
-        return tuple(value.values())
-    if isinstance(value, (tuple, list)):
-        return tuple(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return tuple(getattr(value, f.name) for f in dataclasses.fields(value))
-    return ()
-
-
-def _execute(node: fx.Node, module: nn.Module | None, args: Any, kwargs: Any,
-             copy_to_meta: bool = True) -> tuple[Any, int]:
-    """Run one op under FlopCounterMode: (output, MACs)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        if module is not None:
-            if copy_to_meta and not all(p.is_meta for p in module.parameters()):
-                import copy
-
-                runner = copy.deepcopy(module).to("meta")
-            else:
-                runner = module
-            out = runner(*args, **kwargs)  # in the analysis' mode (rfgraph.modes.in_mode)
-        elif node.op == "call_method":
-            out = getattr(args[0], str(node.target))(*args[1:], **kwargs)
-        else:
-            out = node.target(*args, **kwargs)
-    return out, counter.get_total_flops() // 2
 
 
 class _CannotMeasure(Exception):

@@ -72,11 +72,16 @@ def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
         "params_formula": node.params_formula,
         "macs": _s(a, node.macs),
         "macs_at": macs_at,
-        "kind": node.kind,
-        "family": node.family,
+        "kind": str(node.kind),
+        "family": str(node.family),
     }
-    if node.numeric:
+    if node.numeric_only:
         d["numeric"] = True  # shape and MACs measured at the evaluated sizes, no formula
+    if node.unknown:
+        d["unknown_reason"] = node.unknown_reason
+        d["unknown_root"] = node.unknown_root
+    if not node.has_rule:
+        d["has_rule"] = False
     if node.notes:
         d["notes"] = list(node.notes)
     if node.conditions:
