@@ -13,6 +13,7 @@ from .analysis import Analysis
 from .annotate import annotate
 from .errors import RfgraphError
 from .modes import check_mode, in_mode
+from .rules.base import Key, RuleSpec, scope
 from .symbolic import parse_dim
 from .trace import trace
 
@@ -78,7 +79,7 @@ def parse_at(spec: str | Mapping[str, int] | None) -> dict[str, int] | None:
 
 def analyze(model: nn.Module, input_shape: str | Sequence[int | str] = (1, 3, "H", "W"),
             at: str | Mapping[str, int] | None = None, name: str | None = None,
-            mode: str = "eval") -> Analysis:
+            mode: str = "eval", rules: Mapping[Key, RuleSpec] | None = None) -> Analysis:
     """Trace ``model`` and annotate every node with symbolic shapes, fields, params and MACs.
 
     ``input_shape``: e.g. ``(1, 3, "H", "W")``; names become positive integer symbols.
@@ -86,7 +87,18 @@ def analyze(model: nn.Module, input_shape: str | Sequence[int | str] = (1, 3, "H
     ``mode``: ``"eval"`` (default: dropout and stochastic depth are identity, BatchNorm uses its
     running statistics, training-only branches such as auxiliary heads are not taken) or
     ``"train"``. The model's own ``training`` flags are restored afterwards.
+    ``rules``: extra rules for this analysis only, ``{key: rule}`` or ``{key: (rule, family)}``
+    (key: a module class, a function or a method name), as with ``rfgraph.scoped_rules``: they
+    take precedence over built-in and registered rules for the same key. They apply to the
+    tracing, the annotation and an evaluation at ``at``; a later ``Analysis.evaluate`` of a
+    node that needs concrete sizes runs outside them (wrap it in ``rfgraph.scoped_rules``).
     """
+    with scope(rules):
+        return _analyze(model, input_shape, at, name, mode)
+
+
+def _analyze(model: nn.Module, input_shape: str | Sequence[int | str],
+             at: str | Mapping[str, int] | None, name: str | None, mode: str) -> Analysis:
     check_mode(mode)
     shape = parse_input(input_shape)
     if not isinstance(model, nn.Module):
@@ -101,7 +113,7 @@ def analyze(model: nn.Module, input_shape: str | Sequence[int | str] = (1, 3, "H
     result = Analysis(name or type(model).__name__, shape, infos, messages, graph_module=gm,
                       mode=mode, params_unreached=unreached)
     if at:
-        return result.evaluate(**parse_at(at))
+        return result.evaluate(**(parse_at(at) or {}))
     if not result.symbols:
         result = result.with_at({})
         result.check_sizes()

@@ -1,14 +1,25 @@
 """The closed vocabularies of a node: its kind (what it does to the data) and its family (what
 kind of op it is, for colours, grouping and the docs).
 
-Both are :class:`enum.StrEnum`: a member *is* its string (``Family.CONV == "conv"``), so the
+Both are string enums: a member *is* its string (``Family.CONV == "conv"``), so the
 JSON, the table and user code that compare with plain strings keep working, while a typo in
 rfgraph's own code is an ``AttributeError`` instead of a silent new category.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
+
+
+class StrEnum(str, Enum):
+    """``enum.StrEnum`` of Python 3.11, for 3.10 too: ``str(member)`` and f-strings give the
+    value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 class Kind(StrEnum):

@@ -303,6 +303,15 @@ class AxisRF:
         grow = max(1, math.ceil(ratio)) if ratio.is_Rational and ratio > 0 else 10**6
         return out.with_pad_run(self.pad_run * grow)
 
+    def resampled(self, first: IndexMap, last: IndexMap, scale: Expr | int, period: int = 1,
+                  note: str | None = None, **options: object) -> AxisRF:
+        """A resampling: output y reads this node's elements ``first(y) .. last(y)``, which
+        advance by ``scale`` elements per output element and repeat every ``period`` outputs
+        (adaptive bins, nearest/linear resizes, a pixel shuffle's ``y div r``). The jump and the
+        period compose with this field's own; ``options`` as for :meth:`compose`."""
+        return self.compose(first, last, self.jump * scale, self.period * period, note,
+                            **options)  # type: ignore[arg-type]
+
     def _compose(self, first: IndexMap, last: IndexMap, jump: Expr, period: int,
                 note: str | None = None, taps: TapMap | None = None,
                 gaps: bool = False, monotone: bool = True,

@@ -2,12 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sympy
-from sympy import Expr
+from sympy import Expr, Min
 
-from .receptive_field import AxisRF
+from .receptive_field import AxisRF, merge_rfs
+from .symbolic import ceildiv, floordiv
+
+#: names of the spatial axes in messages, per number of spatial dims
+AXIS_LETTERS = {1: ("l",), 2: ("h", "w"), 3: ("d", "h", "w")}
+MinSizes = list[tuple[Expr, str]]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window over the last ``nd`` dims of a tensor: conv, pooling, a pixel
+    unshuffle, SAME-padded timm layers. Per axis: kernel k, stride s, padding left/right (an
+    int or a size-dependent expression), dilation d (``k_eff = d(k-1)+1``), and for pooling
+    ``ceil_mode``. ``rules.base.window`` builds one from torch-style arguments."""
+
+    nd: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad_left: tuple[int | Expr, ...]
+    pad_right: tuple[int | Expr, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool = False
+
+    def k_eff(self, i: int) -> int:
+        return self.dilation[i] * (self.kernel[i] - 1) + 1
+
+    def out_size(self, n: Expr, i: int) -> Expr:
+        """PyTorch's output size along axis ``i`` of size ``n`` (conv and pooling, ceil_mode
+        included)."""
+        k_eff, s = self.k_eff(i), self.stride[i]
+        pl, pr = self.pad_left[i], self.pad_right[i]
+        if not self.ceil_mode:
+            return floordiv(n + pl + pr - k_eff + s, s)
+        # ceil_mode (pooling, symmetric padding p): ceil((n + 2p - k_eff)/s) + 1, minus the last
+        # window when it would start in the right padding: min(.., ceil((n + p)/s)).
+        out = ceildiv(n + pl + pr - k_eff + s, s)
+        if pl + s > k_eff:
+            out = Min(out, ceildiv(n + pl, s))
+        return out
 
 
 @dataclass(frozen=True)
@@ -63,6 +102,87 @@ class TensorInfo:
                           self.rf if rf is None else tuple(rf), self.const, self.dtype,
                           None if channels is None else tuple(channels),
                           self.varies if varies is None else varies)
+
+    # -- geometry: what a rule states about an op, the bookkeeping done here -----------------
+    def windowed(self, w: Window, out_channels: Expr | int | None = None, groups: int = 1,
+                 ) -> tuple[TensorInfo, MinSizes]:
+        """This tensor through the sliding window ``w`` over its last ``w.nd`` dims: the new
+        shape, every field through the window (per channel too, where the channels are
+        followed), and the output sizes that must stay >= 1.
+
+        ``out_channels`` None: a per-channel window (pooling); else a conv with ``groups``
+        (output channel o reads the input channels of its group; all of them when
+        ``groups == 1``), and the channel dim (the one before the window's) gets the count."""
+        dims = list(range(self.ndim - w.nd, self.ndim))
+        shape = list(self.shape)
+        min_sizes: MinSizes = []
+        letters = AXIS_LETTERS[w.nd]
+        for i, d in enumerate(dims):
+            out = w.out_size(self.shape[d], i)
+            shape[d] = out
+            min_sizes.append((out, f"output {letters[i]}"))
+        cache: dict[tuple[int, ...], tuple] = {}
+
+        def through(fields: tuple) -> tuple:
+            key = tuple(id(f) for f in fields)
+            if key not in cache:
+                rf = list(fields)
+                for i, d in enumerate(dims):
+                    axis = self.axes[d]
+                    if axis is not None and rf[axis] is not None:
+                        rf[axis] = rf[axis].through_window(w.kernel[i], w.stride[i],
+                                                           w.pad_left[i], w.dilation[i],
+                                                           w.pad_right[i])
+                cache[key] = tuple(rf)
+            return cache[key]
+
+        rf = through(self.rf)
+        channels, varies = None, self.varies
+        if out_channels is not None:
+            shape[dims[0] - 1] = sympy.sympify(out_channels)
+            if groups == 1:
+                varies = False  # every output channel reads every input channel
+            elif self.channels is not None and shape[dims[0] - 1].is_Integer:
+                n_out, n_in = int(shape[dims[0] - 1]), len(self.channels)
+                per_out, per_in = n_out // groups, n_in // groups
+                by_group = []
+                for g in range(groups):
+                    members = self.channels[g * per_in:(g + 1) * per_in]
+                    by_group.append(through(tuple(
+                        merge_rfs([m[a] for m in members], [False] * len(members))
+                        for a in range(len(self.rf)))))
+                channels = [by_group[o // per_out] for o in range(n_out)]
+        elif self.channels is not None:
+            channels = [through(f) for f in self.channels]
+        return self.with_shape(shape, rf=rf, channels=channels, varies=varies), min_sizes
+
+    def resampled(self, dims: Sequence[int], sizes: Sequence[Expr | int],
+                  field: Callable[[int, AxisRF], AxisRF | None]) -> TensorInfo:
+        """This tensor with dim ``dims[i]`` resized to ``sizes[i]`` and, where that dim runs
+        along an input axis with a known field, the field replaced by ``field(i, old)``
+        (typically ``old.resampled(first, last, scale, period)``, ``old.collapsed(n)`` or
+        ``old.through_transposed(...)``; None: unknown). Per-channel fields are dropped (the
+        channels' ``varies`` flag is kept): a rule that follows channels says so itself."""
+        shape, rf = list(self.shape), list(self.rf)
+        for i, d in enumerate(dims):
+            shape[d] = sizes[i]
+            axis = self.axes[d]
+            old = None if axis is None else rf[axis]
+            if axis is not None and old is not None:
+                rf[axis] = field(i, old)
+        return self.with_shape(shape, rf=rf)
+
+    def collapsed_rf(self, dims: Sequence[int]) -> list[AxisRF | None]:
+        """The fields with every input axis that ``dims`` run along made global (the union
+        over the dim's positions): a reduction, a linear layer over a spatial dim, a flatten
+        that merges one."""
+        rf = list(self.rf)
+        for d in dims:
+            axis = self.axes[d]
+            old = None if axis is None else rf[axis]
+            if axis is not None and old is not None:
+                rf[axis] = old.collapsed(self.shape[d])
+        return rf
 
     @property
     def channel_dim(self) -> int | None:

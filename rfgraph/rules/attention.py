@@ -1,5 +1,6 @@
 """Attention and the products it is built of: matmul/bmm/mm (and their add- forms), einsum with
-two operands, scaled dot-product attention, ``nn.MultiheadAttention``, RMS norm and ``unbind``.
+two operands, scaled dot-product attention, ``nn.MultiheadAttention``, and torchvision's
+Swin window attention with its helpers (patch merging, relative-position bias).
 
 All of them go through one labelled contraction (:func:`_contract`): every operand dim carries a
 label; dims with the same label are one index (broadcast when size 1, a size condition when two
@@ -25,15 +26,13 @@ import torch.nn.functional as F
 from sympy import Expr, Integer
 from torch import nn
 
-from ..errors import RuleError
+from ..errors import RuleError, Unsupported
+from ..kinds import Family, Kind
 from ..receptive_field import AxisRF, merge_rfs
 from ..tensor import TensorInfo
-from .base import Call, OpResult, prod, register
-
-try:
-    from .base import Unsupported
-except ImportError:  # pragma: no cover - until base.py has it
-    Unsupported = RuleError  # type: ignore[misc,assignment]
+from .base import Call, OpResult, lookup, prod, register, register_names
+from .pad import pad_core, padded_size
+from .shape import index_tensor
 
 Label = Hashable
 
@@ -171,7 +170,7 @@ def matmul_core(call: Call, a: TensorInfo, b: TensorInfo,
     macs = prod([sizes[lab] for lab in dict.fromkeys([*la, *lb])])
     notes = ["matrix-vector product: MACs counted (FlopCounterMode counts 0 for "
              "aten.mv/aten.dot)"] if b.ndim == 1 else []
-    return OpResult(y, macs=sympy.expand(macs), family="linear", conditions=conditions,
+    return OpResult(y, macs=sympy.expand(macs), family=Family.LINEAR, conditions=conditions,
                     notes=notes)
 
 
@@ -191,19 +190,19 @@ def _same_batch(call: Call, a: TensorInfo, b: TensorInfo) -> list[Expr]:
     return [sympy.Eq(x, y)]
 
 
-@register(torch.matmul, operator.matmul, "matmul", family="linear")
+@register(torch.matmul, operator.matmul, "matmul", family=Family.LINEAR)
 def matmul(call: Call) -> OpResult:
     return matmul_core(call, call.tensor(0, "input"), call.tensor(1, "other"))
 
 
-@register(torch.mm, "mm", family="linear")
+@register(torch.mm, "mm", family=Family.LINEAR)
 def mm(call: Call) -> OpResult:
     a, b = call.tensor(0, "input"), call.tensor(1, "mat2")
     _need_ndim(call, (a, b), 2, "mm")
     return matmul_core(call, a, b)
 
 
-@register(torch.bmm, "bmm", family="linear")
+@register(torch.bmm, "bmm", family=Family.LINEAR)
 def bmm(call: Call) -> OpResult:
     a, b = call.tensor(0, "input"), call.tensor(1, "mat2")
     _need_ndim(call, (a, b), 3, "bmm")
@@ -212,14 +211,14 @@ def bmm(call: Call) -> OpResult:
     return res
 
 
-@register(torch.addmm, "addmm", family="linear")
+@register(torch.addmm, "addmm", family=Family.LINEAR)
 def addmm(call: Call) -> OpResult:
     c, a, b = call.tensor(0, "input"), call.tensor(1, "mat1"), call.tensor(2, "mat2")
     _need_ndim(call, (a, b), 2, "addmm")
     return matmul_core(call, a, b, addend=c)
 
 
-@register(torch.baddbmm, "baddbmm", family="linear")
+@register(torch.baddbmm, "baddbmm", family=Family.LINEAR)
 def baddbmm(call: Call) -> OpResult:
     c, a, b = call.tensor(0, "input"), call.tensor(1, "batch1"), call.tensor(2, "batch2")
     _need_ndim(call, (a, b), 3, "baddbmm")
@@ -275,7 +274,7 @@ def _parse_einsum(call: Call, equation: str, operands: Sequence[TensorInfo],
     return labels, out
 
 
-@register(torch.einsum, family="linear")
+@register(torch.einsum, family=Family.LINEAR)
 def einsum(call: Call) -> OpResult:
     equation = call.arg(0, "equation")
     if not isinstance(equation, str):
@@ -296,12 +295,12 @@ def einsum(call: Call) -> OpResult:
     macs = prod([sizes[lab] for lab in dict.fromkeys([*out, *both])]) if both else Integer(0)
     notes = [] if both else ["no index summed over both operands: an elementwise product "
                              "(0 MACs, like mul)"]
-    return OpResult(y, macs=sympy.expand(macs), family="linear", conditions=conditions,
+    return OpResult(y, macs=sympy.expand(macs), family=Family.LINEAR, conditions=conditions,
                     notes=notes)
 
 
 # -- scaled dot-product attention ------------------------------------------------------------------
-@register(F.scaled_dot_product_attention, family="attention")
+@register(F.scaled_dot_product_attention, family=Family.ATTENTION)
 def scaled_dot_product_attention(call: Call) -> OpResult:
     q, k, v = call.tensor(0, "query"), call.tensor(1, "key"), call.tensor(2, "value")
     mask = call.arg(3, "attn_mask")
@@ -340,7 +339,7 @@ def scaled_dot_product_attention(call: Call) -> OpResult:
     b = prod([sizes[lab] for lab in out[:-2]])
     n, s = sizes["L"], sizes["S"]
     macs = b * n * s * sizes["E"] + b * n * s * sizes["Ev"]
-    return OpResult(y, macs=sympy.expand(macs), family="attention", conditions=conditions,
+    return OpResult(y, macs=sympy.expand(macs), family=Family.ATTENTION, conditions=conditions,
                     notes=["attention: every output token sees every key/value token"])
 
 
@@ -354,7 +353,7 @@ def _check_width(call: Call, size: Expr, want: int, what: str) -> list[Expr]:
     return [sympy.Eq(size, want)]
 
 
-@register(nn.MultiheadAttention, family="attention")
+@register(nn.MultiheadAttention, family=Family.ATTENTION)
 def multihead_attention(call: Call) -> OpResult:
     m = call.module
     q, k, v = call.tensor(0, "query"), call.tensor(1, "key"), call.tensor(2, "value")
@@ -398,66 +397,75 @@ def multihead_attention(call: Call) -> OpResult:
     params = sum(p.numel() for p in m.parameters())
     notes = ["attention: every output token sees every key/value token"]
     return OpResult((y, weights), params, f"numel of the module's parameters = {params}",
-                    sympy.expand(macs), family="attention", conditions=conditions, notes=notes)
+                    sympy.expand(macs), family=Family.ATTENTION, conditions=conditions, notes=notes)
 
 
-# -- RMS norm --------------------------------------------------------------------------------------
-def _rms_core(call: Call, x: TensorInfo, normalized: Sequence[int]) -> OpResult:
-    dims = list(range(x.ndim - len(normalized), x.ndim))
-    if dims and dims[0] < 0:
-        raise RuleError(f"{call.where()}: normalized_shape has more dims than the input")
-    conditions: list[Expr] = []
-    for d, want in zip(dims, normalized):
-        conditions += _check_width(call, x.shape[d], int(want), f"dim {d}")
-    rf = list(x.rf)  # the statistics read every normalized position
-    collapse = _Collapser()
-    for d in dims:
-        a = x.axes[d]
-        if a is not None and rf[a] is not None and x.shape[d] != 1:
-            rf[a] = collapse(rf[a], x.shape[d])
-    return OpResult(x.with_shape(x.shape, rf=rf), kind="transparent", family="norm",
-                    conditions=conditions)
+# -- torchvision's fx-wrapped Swin helpers -------------------------------------------------------
+# torchvision marks these with torch.fx.wrap, so a trace keeps each call as one node. They are
+# registered by qualified name (torchvision stays an optional dependency); the registry finds
+# them through the function's qualified name (base.register_names).
+_TV_SWIN = "torchvision.models.swin_transformer."
 
 
-def _as_shape(value) -> list[int]:
-    if isinstance(value, (list, tuple, torch.Size)):
-        return [int(v) for v in value]
-    return [int(value)]
+@register_names(_TV_SWIN + "_patch_merging_pad", family=Family.SHAPE)
+def tv_patch_merging_pad(call: Call) -> OpResult:
+    """pad H, W (dims -3, -2) to even sizes, then cat the four 2×2 phases on the last dim."""
+
+    x = call.tensor(0, "x")
+    h, w = x.shape[-3], x.shape[-2]
+    padded = pad_core(call, x, [0, 0, 0, sympy.Mod(w, 2), 0, sympy.Mod(h, 2)], "constant")
+    parts = [index_tensor(call, padded.value, (Ellipsis, slice(a, None, 2), slice(b, None, 2),
+                                               slice(None))).value
+             for a, b in ((0, 0), (1, 0), (0, 1), (1, 1))]
+    cat = lookup(torch.cat)[0]
+    merged = cat(Call(call.node, None, call.module_name, torch.cat, (parts, -1), {}, call.at))
+    merged.notes = padded.notes + merged.notes
+    merged.kind, merged.family = Kind.LAYER, Family.SHAPE
+    merged.min_sizes = padded.min_sizes
+    return merged
 
 
-@register(nn.RMSNorm, family="norm")
-def rms_norm_module(call: Call) -> OpResult:
-    m = call.module
-    res = _rms_core(call, call.tensor(), list(m.normalized_shape))
-    if m.elementwise_affine:
-        res.params = int(prod(m.normalized_shape))
-        res.params_formula = f"prod(normalized_shape) = {res.params}"
-    return res
+@register_names(_TV_SWIN + "_get_relative_position_bias", family=Family.SHAPE)
+def tv_relative_position_bias(call: Call) -> OpResult:
+    """table[index].view(N, N, -1).permute(2, 0, 1).unsqueeze(0): a constant (1, heads, N, N)."""
+    table, index = call.tensor(0, "relative_position_bias_table"), call.tensor(
+        1, "relative_position_index")
+    ws = call.arg(2, "window_size")
+    n = int(ws[0]) * int(ws[1])
+    gathered = index_tensor(call, table, index).value
+    heads = sympy.cancel(gathered.numel() / (n * n))
+    y = TensorInfo((Integer(1), heads, Integer(n), Integer(n)), (None,) * 4,
+                   (None,) * len(table.rf), table.const and index.const)
+    return OpResult(y, kind=Kind.SHAPE, family=Family.SHAPE)
 
 
-@register(F.rms_norm, family="norm")
-def rms_norm_functional(call: Call) -> OpResult:
-    res = _rms_core(call, call.tensor(0, "input"), _as_shape(call.arg(1, "normalized_shape")))
-    res.params_formula = "0 (the weight is an input of the call)"
-    return res
+def _tv_window_attention(call: Call) -> OpResult:
+    """torchvision's shifted_window_attention(_v2): pad (B, H, W, C) to window multiples, roll,
+    attend within windows (qkv linear, q·kᵀ, attn·v, proj), reverse, unpad. MACs as
+    FlopCounterMode counts them (mm, bmm); the mask and the bias add nothing."""
 
-
-# -- unbind ----------------------------------------------------------------------------------------
-@register(torch.unbind, "unbind", family="shape")
-def unbind(call: Call) -> OpResult:
     x = call.tensor(0, "input")
-    d = int(call.arg(1, "dim", 0)) % x.ndim
-    n = sympy.expand(x.shape[d])
-    if not n.is_Integer:
-        raise Unsupported(f"{call.where()}: unbind of a symbolic size {n} is not supported")
-    a = x.axes[d]
-    pieces = []
-    for i in range(int(n)):
-        rf = list(x.rf)
-        if a is not None and rf[a] is not None:
-            old = rf[a]  # piece i is position i of the axis
-            rf[a] = old.compose(lambda y, i=i: Integer(i), lambda y, i=i: Integer(i), old.jump, 1)
-        keep = [k for k in range(x.ndim) if k != d]
-        pieces.append(TensorInfo(tuple(x.shape[k] for k in keep), tuple(x.axes[k] for k in keep),
-                                 tuple(rf), x.const))
-    return OpResult(tuple(pieces), kind="shape", family="shape")
+    qkv_w, proj_w = call.tensor(1, "qkv_weight"), call.tensor(2, "proj_weight")
+    ws = [int(v) for v in call.arg(4, "window_size")]
+    b, h, w, c = x.shape
+    ph = padded_size(h, 0, sympy.Mod(ws[0] - sympy.Mod(h, ws[0]), ws[0]))
+    pw = padded_size(w, 0, sympy.Mod(ws[1] - sympy.Mod(w, ws[1]), ws[1]))
+    tokens = sympy.expand(b * ph * pw)
+    n = ws[0] * ws[1]
+    qkv_out, proj_out = qkv_w.shape[0], proj_w.shape[0]
+    macs = tokens * c * qkv_out + 2 * tokens * n * c + tokens * c * proj_out
+    rf = list(x.rf)
+    for d in (1, 2):
+        a = x.axes[d]
+        if a is not None and rf[a] is not None and not rf[a].is_global:
+            rf[a] = rf[a].collapsed(x.shape[d])
+    note = (f"window attention ({ws[0]}×{ws[1]} windows on the map padded to "
+            f"{ph}×{pw}): field taken as global (an upper bound: each token sees its window)")
+    rf = [r.upper_bound(note) if r is not None else None for r in rf]
+    y = TensorInfo(tuple(x.shape), x.axes, tuple(rf), x.const)
+    return OpResult(y, macs=sympy.expand(macs), kind=Kind.LAYER, family=Family.ATTENTION,
+                    notes=[note])
+
+
+register_names(_TV_SWIN + "shifted_window_attention", _TV_SWIN + "shifted_window_attention_v2",
+               family=Family.ATTENTION)(_tv_window_attention)

@@ -1,4 +1,5 @@
-"""Resizing ops: interpolate/Upsample, padding, pixel (un)shuffle.
+"""Resizing: ``F.interpolate`` and ``nn.Upsample`` (padding is in ``pad.py``, pixel
+(un)shuffle in ``shuffle.py``).
 
 Index maps follow PyTorch's kernels (aten/src/ATen/native/UpSample.h), with the input-per-output
 scale kept as an exact fraction (``1/scale_factor`` when a scale factor is given and not
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from math import ceil, gcd
+from math import ceil
 
 import sympy
 import torch.nn.functional as F
@@ -44,14 +45,16 @@ from sympy import Expr, Integer
 from torch import nn
 
 from ..errors import RuleError, Unsupported
-from ..receptive_field import AxisRF, IndexMap, TapMap, join_reasons, merge_rfs
+from ..kinds import Family
+from ..receptive_field import AxisRF, IndexMap, TapMap
 from ..symbolic import ceildiv, floordiv, format_expr
 from ..tensor import TensorInfo
 from .base import Call, OpResult, ntuple, register
-from .conv import Window, apply_window
 
 LINEAR_MODES = {"linear", "bilinear", "trilinear"}
 MODES = LINEAR_MODES | {"nearest", "nearest-exact", "area", "bicubic", "lanczos"}
+
+
 #: modes torch implements for one number of spatial dims only
 _MODE_ND = {"linear": 1, "bilinear": 2, "trilinear": 3, "bicubic": 2, "lanczos": 2}
 
@@ -302,10 +305,10 @@ def resize_core(call: Call, x: TensorInfo, size, scale_factor, mode: str,
             rf[axis] = None
         else:
             extra = {} if plan.taps is None else {"taps": plan.taps, "regular_taps": False}
-            rf[axis] = old.compose(plan.first, plan.last, old.jump * plan.jump,
-                                   old.period * plan.period, plan.field_note, **extra)
+            rf[axis] = old.resampled(plan.first, plan.last, plan.jump, plan.period,
+                                     plan.field_note, **extra)
     y = x.with_shape(shape, rf=rf)
-    return OpResult(y, family="resize", notes=notes, needs_at=needs_at,
+    return OpResult(y, family=Family.RESIZE, notes=notes, needs_at=needs_at,
                     min_sizes=[(shape[d], "output size") for d in dims])
 
 
@@ -318,7 +321,7 @@ def _checked_mode(call: Call, x: TensorInfo, mode: str) -> str:
     return mode
 
 
-@register(F.interpolate, family="resize")
+@register(F.interpolate, family=Family.RESIZE)
 def interpolate(call: Call) -> OpResult:
     x = call.tensor(0, "input")
     return resize_core(call, x, call.arg(1, "size"), call.arg(2, "scale_factor"),
@@ -327,339 +330,9 @@ def interpolate(call: Call) -> OpResult:
                        bool(call.arg(6, "antialias", False)))
 
 
-@register(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, family="resize")
+@register(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, family=Family.RESIZE)
 def upsample_module(call: Call) -> OpResult:
     m = call.module
     x = call.tensor()
     return resize_core(call, x, m.size, m.scale_factor, _checked_mode(call, x, m.mode),
                        m.align_corners, getattr(m, "recompute_scale_factor", None))
-
-
-# -- padding ---------------------------------------------------------------------------------------
-def _int_if_number(value: Expr) -> Expr | int:
-    return int(value) if value.is_Integer else value
-
-
-def padded_size(n: Expr, left: Expr | int, right: Expr | int) -> Expr:
-    """Memoised :func:`_padded_size` (every Swin block pads the same sizes: the proof is the
-    costly part)."""
-    key = (sympy.sympify(n), sympy.sympify(left), sympy.sympify(right))
-    if key not in _PADDED:
-        _PADDED[key] = _padded_size(*key)
-    return _PADDED[key]
-
-
-_PADDED: dict[tuple, Expr] = {}
-
-
-def _padded_size(n: Expr, left: Expr | int, right: Expr | int) -> Expr:
-    """n + left + right, written as m·ceiling(n/m) (or m·floor(n/m)) when the padding is the
-    usual "round up to a multiple" amount: ``W % 2``, ``(ws - W % ws) % ws`` (a SymPy ``Mod``).
-
-    The closed form is proved, not guessed: with the size n replaced by L·t + r (L the lcm of the
-    moduli, t an integer symbol), both sides are compared for every remainder r.
-    """
-    n = sympy.sympify(n)
-    total = sympy.expand(n + left + right)
-    mods = [m for m in sympy.sympify(total).atoms(sympy.Mod)]
-    if not mods or n.is_Integer:
-        return total
-    moduli = [m.args[1] for m in mods]
-    if not all(q.is_Integer and int(q) > 0 for q in moduli):
-        return total
-    z = sympy.Dummy("z", integer=True, nonnegative=True)
-    as_z = total.xreplace({n: z})
-    if n in as_z.free_symbols or as_z.free_symbols - {z}:
-        return total  # the padding depends on something other than this size
-    period = 1
-    for q in moduli:
-        period = period * int(q) // _gcd(period, int(q))
-    t = sympy.Dummy("t", integer=True, nonnegative=True)
-    for m in sorted({int(q) for q in moduli}):
-        for form, make in ((lambda v, m=m: m * sympy.ceiling(v / m), ceildiv),
-                           (lambda v, m=m: m * sympy.floor(v / m), floordiv)):
-            if all(sympy.expand(as_z.xreplace({z: period * t + r})
-                                - form(period * t + r)) == 0 for r in range(period)):
-                return sympy.expand(m * make(n, m))
-    return total
-
-
-def _gcd(a: int, b: int) -> int:
-    from math import gcd
-
-    return gcd(a, b)
-
-
-def _most(call: Call, left: Expr | int, right: Expr | int) -> tuple[int, bool]:
-    """The larger of two paddings as an int, and whether it depends on the input size (a
-    symbolic one that may be positive counts as large until the sizes are known)."""
-    out, symbolic = 0, False
-    for p in (left, right):
-        p = call.concrete(p)
-        if p.is_Integer:
-            out = max(out, int(p))
-        elif not p.is_nonpositive:
-            out, symbolic = max(out, 10**6), True
-    return out, symbolic
-
-
-def pad_core(call: Call, x: TensorInfo, pad, mode: str) -> OpResult:
-    pad = [int(p) if not isinstance(p, Expr) else _int_if_number(p) for p in pad]
-    if len(pad) % 2 or len(pad) // 2 > x.ndim:
-        raise RuleError(f"{call.where()}: bad pad {pad}")
-    shape, rf = list(x.shape), list(x.rf)
-    notes = []
-    needs_at = False  # a size-dependent pad: whether it pads at all is known at sizes
-    for k in range(len(pad) // 2):
-        d = x.ndim - 1 - k
-        left, right = pad[2 * k], pad[2 * k + 1]
-        shape[d] = padded_size(shape[d], left, right)
-        axis = x.axes[d]
-        if axis is not None and rf[axis] is not None:
-            if isinstance(left, int):
-                rf[axis] = rf[axis].through_window(1, 1, left)
-            else:  # symbolic padding (e.g. U-Net's diff // 2): exact through the map
-                old = rf[axis]
-                rf[axis] = old.compose(lambda y, le=left: y - le, lambda y, le=left: y - le,
-                                       old.jump, old.period)
-            if mode == "constant":  # the new elements read only padding
-                most, symbolic = _most(call, left, right)
-                needs_at = needs_at or symbolic
-                rf[axis] = rf[axis].with_pad_run(x.rf[axis].pad_run + most)
-    min_sizes: list[tuple[Expr, str]] = []
-    for k in range(len(pad) // 2):
-        d = x.ndim - 1 - k
-        left, right = pad[2 * k], pad[2 * k + 1]
-        if not (isinstance(left, int) and isinstance(right, int)):
-            continue
-        crop = -min(left, 0) - min(right, 0)
-        grow = max(left, right, 0)
-        if mode == "constant" and crop > 0:
-            # torch narrows first: a negative pad may not remove more than the input has
-            min_sizes.append((x.shape[d] - crop + 1,
-                              f"input size - {crop} + 1 (negative padding crops {crop} "
-                              f"elements: needs input >= {crop})"))
-        if mode == "circular" and crop > 0 and grow > 0:
-            # the wrapped copy must not overlap its source (torch refuses overlapping copies)
-            min_sizes.append((x.shape[d] - crop - grow + 1,
-                              f"input size - {crop + grow} + 1 (pad mode circular with padding "
-                              f"({left}, {right}) needs input >= {crop + grow})"))
-    if mode != "constant":
-        notes.append(f"pad mode {mode}: padded coordinates stand for reflected/replicated/"
-                     "wrapped pixels")
-        # torch's limits: reflect needs every pad < the input, circular at most the input
-        slack = {"reflect": 0, "circular": 1}.get(mode)
-        for k in range(len(pad) // 2):
-            d = x.ndim - 1 - k
-            left, right = pad[2 * k], pad[2 * k + 1]
-            if not (isinstance(left, int) and isinstance(right, int)):
-                continue
-            most = max(left, right)
-            if slack is not None and most > 0:
-                rel = "<" if slack == 0 else "<="
-                min_sizes.append((x.shape[d] - most + slack,
-                                  f"input size - {most}{' + 1' if slack else ''} "
-                                  f"(pad mode {mode} needs padding {rel} input)"))
-    y = x.with_shape(shape, rf=rf)
-    min_sizes += [(shape[x.ndim - 1 - k], "padded size") for k in range(len(pad) // 2)]
-    return OpResult(y, kind="layer", family="pad", notes=notes, min_sizes=min_sizes,
-                    needs_at=needs_at)
-
-
-@register(F.pad, family="pad")
-def pad_functional(call: Call) -> OpResult:
-    return pad_core(call, call.tensor(0, "input"), call.arg(1, "pad"),
-                    call.arg(2, "mode", "constant"))
-
-
-_PAD_MODULES = []
-for _mode, _names in (("constant", ("ZeroPad", "ConstantPad")), ("reflect", ("ReflectionPad",)),
-                      ("replicate", ("ReplicationPad",)), ("circular", ("CircularPad",))):
-    for _name in _names:
-        for _nd in (1, 2, 3):
-            _cls = getattr(nn, f"{_name}{_nd}d", None)
-            if _cls is not None:
-                _PAD_MODULES.append(_cls)
-
-
-@register(*_PAD_MODULES, family="pad")
-def pad_module(call: Call) -> OpResult:
-    m = call.module
-    name = type(m).__name__
-    mode = ("reflect" if name.startswith("Reflection") else "replicate"
-            if name.startswith("Replication") else "circular" if name.startswith("Circular")
-            else "constant")
-    return pad_core(call, call.tensor(), list(m.padding), mode)
-
-
-# -- pixel shuffle ---------------------------------------------------------------------------------
-def pixel_shuffle_core(call: Call, x: TensorInfo, r: int, inverse: bool) -> OpResult:
-    if x.ndim < 3:
-        raise RuleError(f"{call.where()}: needs a (N, C, H, W) input")
-    c_dim = x.ndim - 3
-    shape, rf = list(x.shape), list(x.rf)
-    c = shape[c_dim]
-    conditions = []
-    if not inverse:
-        if c.is_Integer and int(c) % (r * r):
-            raise RuleError(f"{call.where()}: {c} channels are not divisible by {r}²")
-        shape[c_dim] = sympy.expand(c / (r * r)) if c.is_Integer else floordiv(c, r * r)
-    else:
-        shape[c_dim] = sympy.expand(c * r * r)
-    for d in (x.ndim - 2, x.ndim - 1):
-        n = shape[d]
-        if inverse:
-            shape[d] = floordiv(n, r)
-            cond = sympy.Eq(sympy.Mod(n, r), 0)
-            if cond is sympy.false:
-                raise RuleError(f"{call.where()}: needs sizes divisible by {r}, but the size "
-                                f"here is {n} for every input")
-            if cond is not sympy.true:
-                conditions.append(cond)
-        else:
-            shape[d] = sympy.expand(n * r)
-        axis = x.axes[d]
-        if axis is None or rf[axis] is None:
-            continue
-        old = rf[axis]
-        if inverse:
-            rf[axis] = old.through_window(r, r, 0)
-        else:
-            rf[axis] = old.compose(lambda y: floordiv(y, r), lambda y: floordiv(y, r),
-                                   old.jump / r, old.period * r)
-    notes: list[str] = []
-    if inverse:
-        channels, varies = _unshuffle_channels(x, r)
-        y = x.with_shape(shape, rf=rf, channels=channels, varies=varies)
-    else:
-        y = _shuffle_channels(x, r, shape, rf, notes)
-    if inverse:
-        y2, min_sizes = apply_window(call, x, Window(2, (r, r), (r, r), (0, 0), (0, 0), (1, 1)),
-                                     None)
-    else:
-        min_sizes = []
-    return OpResult(y, family="shuffle", conditions=conditions, min_sizes=min_sizes,
-                    notes=notes)
-
-
-def _unshuffle_channels(x: TensorInfo, r: int) -> tuple[list | None, bool]:
-    """Pixel unshuffle: output channel c·r² + i·r + j at (h, w) is input channel c at
-    (h·r + i, w·r + j), so the channels of one input channel differ by their phase (i, j)."""
-    chans = x.channel_fields()
-    ah, aw = x.axes[x.ndim - 2], x.axes[x.ndim - 1]
-    if chans is None or ah is None or aw is None:
-        return None, True
-    cache: dict[tuple[int, int], AxisRF | None] = {}
-
-    def phase(f: AxisRF | None, i: int) -> AxisRF | None:
-        if f is None:
-            return None
-        if (id(f), i) not in cache:
-            cache[(id(f), i)] = f.through_window(1, r, -i)  # element y reads y·r + i
-        return cache[(id(f), i)]
-
-    out = []
-    for fields in chans:
-        for i in range(r):
-            for j in range(r):
-                new = list(fields)
-                new[ah], new[aw] = phase(fields[ah], i), phase(fields[aw], j)
-                out.append(tuple(new))
-    return out, True
-
-
-def _phased(parts: list[AxisRF], r: int) -> AxisRF:
-    """Element y reads element y div r of field ``parts[y mod r]`` (one output channel of a
-    pixel shuffle along one axis)."""
-    if len({id(p) for p in parts}) == 1:
-        p = parts[0]
-        return p.compose(lambda y: floordiv(y, r), lambda y: floordiv(y, r), p.jump / r,
-                         p.period * r)
-
-    def at(which: int, y: Expr) -> Expr:
-        y = sympy.sympify(y)
-        if not y.is_Integer:
-            raise Unsupported("a pixel shuffle of channels with different fields: the field "
-                              "is known at positions, not as a formula of the position")
-        return parts[int(y) % r]._eval(which, Integer(int(y) // r))
-
-    period = r
-    for p in parts:
-        period = period * p.period // gcd(period, p.period)
-    period = r * period
-    jumps = {p.jump for p in parts}
-    aligned = all(p.aligned for p in parts) and len(jumps) == 1
-    out = AxisRF(lambda y: at(0, y), lambda y: at(1, y), parts[0].jump / r, period, aligned,
-                 join_reasons([p.reason for p in parts]
-                              + ([] if len(jumps) == 1 else ["channels' jumps differ"])),
-                 tuple(dict.fromkeys(n for p in parts for n in p.notes)),
-                 live=((lambda y: parts[y % r].is_live(y // r))
-                       if any(p.gappy for p in parts) else None),
-                 monotone=False, periodic=all(p.periodic for p in parts))
-    return out._upper_if(any(p.upper for p in parts))
-
-
-def _shuffle_channels(x: TensorInfo, r: int, shape: list, rf: list,
-                      notes: list[str]) -> TensorInfo:
-    """Pixel shuffle: output channel c at (h, w) is input channel c·r² + (h mod r)·r + (w mod
-    r) at (h div r, w div r). Exact per axis when each channel's field along one axis does not
-    depend on the phase along the other; otherwise the union over that phase, marked as an
-    upper bound."""
-    ah, aw = x.axes[x.ndim - 2], x.axes[x.ndim - 1]
-    if not x.varies or ah is None or aw is None:
-        return x.with_shape(shape, rf=rf)
-    chans = x.channel_fields()
-    if chans is None or any(f is None for fields in chans for f in (fields[ah], fields[aw])):
-        note = ("pixel shuffle of channels whose fields may differ (not followed through "
-                "every op before it): per-axis union, an upper bound")
-        notes.append(note)
-        for a in (ah, aw):
-            if rf[a] is not None:
-                rf[a] = rf[a].upper_bound(note)
-        return x.with_shape(shape, rf=rf)
-    n_out = len(chans) // (r * r)
-    out_channels: list[list] = [list(chans[c * r * r]) for c in range(n_out)]
-    for a, along_h in ((ah, True), (aw, False)):
-        upper = False
-        made: dict[tuple[int, ...], AxisRF] = {}
-        for c in range(n_out):
-            parts = []
-            for p in range(r):
-                ids = [c * r * r + (p * r + q if along_h else q * r + p) for q in range(r)]
-                group = list({id(chans[k][a]): chans[k][a] for k in ids}.values())
-                if len(group) > 1:  # this axis's field depends on the other axis's phase
-                    upper = True
-                    group = [merge_rfs(group, [False] * len(group))]
-                parts.append(group[0])
-            key = tuple(id(p) for p in parts)
-            if key not in made:
-                made[key] = _phased(parts, r)
-            out_channels[c][a] = made[key]
-        fields = list(made.values())
-        merged = fields[0] if len(fields) == 1 else merge_rfs(fields, [False] * len(fields))
-        if upper:
-            note = ("pixel shuffle: the field along one axis depends on the position along "
-                    "the other (channels with different fields): per-axis union, an upper "
-                    "bound")
-            notes.append(note)
-            merged = merged.upper_bound(note)
-        rf[a] = merged
-    channels = [tuple(f) for f in out_channels]
-    varies = len({tuple(id(f) for f in fs) for fs in channels}) > 1
-    return x.with_shape(shape, rf=rf, channels=channels if varies else None, varies=varies)
-
-
-@register(nn.PixelShuffle, F.pixel_shuffle, family="shuffle")
-def pixel_shuffle(call: Call) -> OpResult:
-    r = call.module.upscale_factor if call.module is not None else call.arg(1, "upscale_factor")
-    return pixel_shuffle_core(call, call.tensor(0, "input"), int(r), False)
-
-
-@register(nn.PixelUnshuffle, F.pixel_unshuffle, family="shuffle")
-def pixel_unshuffle(call: Call) -> OpResult:
-    r = (call.module.downscale_factor if call.module is not None
-         else call.arg(1, "downscale_factor"))
-    return pixel_shuffle_core(call, call.tensor(0, "input"), int(r), True)
-
-
-__all__ = ["Integer", "pad_core", "resize_core"]

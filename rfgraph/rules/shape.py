@@ -1,4 +1,5 @@
-"""Shape plumbing: view/reshape, permute/transpose, (un)squeeze, slicing, size()/shape, stack.
+"""Shape plumbing: view/reshape, permute/transpose, (un)squeeze, slicing and indexing,
+size()/shape, roll and gathers.
 
 A reshape is split into groups of consecutive dims whose sizes multiply to the same value. A
 group that keeps one spatial dim passes its field through; a group that merges a spatial dim with
@@ -20,11 +21,11 @@ import sympy
 import torch
 from sympy import Expr, Integer
 
-from ..errors import RuleError
-from ..receptive_field import merge_rfs
+from ..errors import RuleError, Unsupported
+from ..kinds import Family, Kind
 from ..symbolic import ceildiv, floordiv, is_int_valued
 from ..tensor import TensorInfo
-from .base import Call, OpResult, Unsupported, prod, register, register_names
+from .base import Call, OpResult, prod, register
 
 
 def _eq(a: Expr, b: Expr) -> bool:
@@ -189,7 +190,7 @@ def _reshape_grouped(call: Call, x: TensorInfo, target: list, ref: dict | None,
         notes.append("needs sizes that divide evenly: "
                      + "; ".join(f"{c.lhs} = {c.rhs}" for c in conditions))
     y = TensorInfo(tuple(target), tuple(axes), tuple(rf), x.const)
-    return OpResult(y, kind="shape", family="shape", notes=list(dict.fromkeys(notes)),
+    return OpResult(y, kind=Kind.SHAPE, family=Family.SHAPE, notes=list(dict.fromkeys(notes)),
                     conditions=conditions)
 
 
@@ -277,14 +278,14 @@ def _smaller(call: Call, a: Expr, b: Expr) -> bool:
     return True
 
 
-@register("view", "reshape", torch.reshape, family="shape")
+@register("view", "reshape", torch.reshape, family=Family.SHAPE)
 def reshape(call: Call) -> OpResult:
     x = call.tensor(0, "input")
     rest = call.args[1:] if len(call.args) > 1 else [call.kwargs.get("shape")]
     return reshape_core(call, x, _as_dims(call, rest))
 
 
-@register("view_as", "reshape_as", family="shape")
+@register("view_as", "reshape_as", family=Family.SHAPE)
 def reshape_as(call: Call) -> OpResult:
     return reshape_core(call, call.tensor(0, "input"), list(call.tensor(1, "other").shape))
 
@@ -295,33 +296,33 @@ def permute_core(x: TensorInfo, order: list[int]) -> TensorInfo:
                       x.const)
 
 
-@register("permute", torch.permute, family="shape")
+@register("permute", torch.permute, family=Family.SHAPE)
 def permute(call: Call) -> OpResult:
     x = call.tensor(0, "input")
     order = _as_dims(call, call.args[1:] if len(call.args) > 1 else [call.kwargs.get("dims")])
-    return OpResult(permute_core(x, order), kind="shape", family="shape")
+    return OpResult(permute_core(x, order), kind=Kind.SHAPE, family=Family.SHAPE)
 
 
-@register("transpose", torch.transpose, torch.swapaxes, "swapaxes", family="shape")
+@register("transpose", torch.transpose, torch.swapaxes, "swapaxes", family=Family.SHAPE)
 def transpose(call: Call) -> OpResult:
     x = call.tensor(0, "input")
     a, b = int(call.arg(1, "dim0")) % x.ndim, int(call.arg(2, "dim1")) % x.ndim
     order = list(range(x.ndim))
     order[a], order[b] = order[b], order[a]
-    return OpResult(permute_core(x, order), kind="shape", family="shape")
+    return OpResult(permute_core(x, order), kind=Kind.SHAPE, family=Family.SHAPE)
 
 
-@register("unsqueeze", torch.unsqueeze, family="shape")
+@register("unsqueeze", torch.unsqueeze, family=Family.SHAPE)
 def unsqueeze(call: Call) -> OpResult:
     x = call.tensor(0, "input")
     d = int(call.arg(1, "dim"))
     d = d % (x.ndim + 1)
     y = TensorInfo((*x.shape[:d], Integer(1), *x.shape[d:]), (*x.axes[:d], None, *x.axes[d:]),
                    x.rf, x.const)
-    return OpResult(y, kind="shape", family="shape")
+    return OpResult(y, kind=Kind.SHAPE, family=Family.SHAPE)
 
 
-@register("squeeze", torch.squeeze, family="shape")
+@register("squeeze", torch.squeeze, family=Family.SHAPE)
 def squeeze(call: Call) -> OpResult:
     x = call.tensor(0, "input")
     dim = call.arg(1, "dim")
@@ -336,10 +337,10 @@ def squeeze(call: Call) -> OpResult:
     keep = [d for d in range(x.ndim) if d not in dims]
     y = TensorInfo(tuple(x.shape[d] for d in keep), tuple(x.axes[d] for d in keep), x.rf,
                    x.const)
-    return OpResult(y, kind="shape", family="shape")
+    return OpResult(y, kind=Kind.SHAPE, family=Family.SHAPE)
 
 
-@register("expand", "expand_as", family="shape")
+@register("expand", "expand_as", family=Family.SHAPE)
 def expand(call: Call) -> OpResult:
     x = call.tensor(0, "input")
     if call.target == "expand_as":
@@ -350,16 +351,17 @@ def expand(call: Call) -> OpResult:
              for d, s in enumerate(sizes)]
     lead = len(sizes) - x.ndim
     axes = (None,) * lead + x.axes
-    return OpResult(TensorInfo(tuple(sizes), axes, x.rf, x.const), kind="shape", family="shape")
+    return OpResult(TensorInfo(tuple(sizes), axes, x.rf, x.const), kind=Kind.SHAPE,
+                    family=Family.SHAPE)
 
 
 # -- sizes as values -----------------------------------------------------------------------------
-@register("size", family="shape")
+@register("size", family=Family.SHAPE)
 def size(call: Call) -> OpResult:
     x = call.tensor(0, "input")
     d = call.arg(1, "dim")
     value = tuple(x.shape) if d is None else x.shape[int(d) % x.ndim]
-    return OpResult(value, kind="shape", family="shape")
+    return OpResult(value, kind=Kind.SHAPE, family=Family.SHAPE)
 
 
 _TENSOR_FACTS = {"device": torch.device("cpu"), "dtype": torch.float32, "is_cuda": False,
@@ -367,57 +369,57 @@ _TENSOR_FACTS = {"device": torch.device("cpu"), "dtype": torch.float32, "is_cuda
                  "requires_grad": False, "is_quantized": False}
 
 
-@register(builtins.getattr, family="shape")
+@register(builtins.getattr, family=Family.SHAPE)
 def get_attribute(call: Call) -> OpResult:
     obj, name = call.args[0], call.args[1]
     if isinstance(obj, TensorInfo) and name == "shape":
-        return OpResult(tuple(obj.shape), kind="shape", family="shape")
+        return OpResult(tuple(obj.shape), kind=Kind.SHAPE, family=Family.SHAPE)
     if isinstance(obj, TensorInfo) and name in ("ndim",):
-        return OpResult(obj.ndim, kind="shape", family="shape")
+        return OpResult(obj.ndim, kind=Kind.SHAPE, family=Family.SHAPE)
     if isinstance(obj, TensorInfo) and name in _TENSOR_FACTS:
         # where and how the values live: no bearing on shapes or fields; the analysis runs
         # with CPU float32 stand-ins when it must measure an op
-        return OpResult(_TENSOR_FACTS[name], kind="shape", family="shape")
+        return OpResult(_TENSOR_FACTS[name], kind=Kind.SHAPE, family=Family.SHAPE)
     if isinstance(obj, TensorInfo) and name in ("T", "mT"):
         order = list(range(obj.ndim))[::-1] if name == "T" else [
             *range(obj.ndim - 2), obj.ndim - 1, obj.ndim - 2]
-        return OpResult(permute_core(obj, order), kind="shape", family="shape")
+        return OpResult(permute_core(obj, order), kind=Kind.SHAPE, family=Family.SHAPE)
     raise RuleError(f"{call.where()}: attribute {name!r} is not supported")
 
 
-@register("dim", family="shape")
+@register("dim", family=Family.SHAPE)
 def ndim(call: Call) -> OpResult:
-    return OpResult(call.tensor(0, "input").ndim, kind="shape", family="shape")
+    return OpResult(call.tensor(0, "input").ndim, kind=Kind.SHAPE, family=Family.SHAPE)
 
 
 def _int_arith(op):
     def rule(call: Call) -> OpResult:
         a, b = (sympy.sympify(v) for v in call.args[:2])
         if op is operator.mod:
-            return OpResult(sympy.Mod(a, b), kind="shape", family="shape")
+            return OpResult(sympy.Mod(a, b), kind=Kind.SHAPE, family=Family.SHAPE)
         if op is operator.floordiv:
             if b.is_Integer and int(b) > 0:
-                return OpResult(floordiv(a, int(b)), kind="shape", family="shape")
-            return OpResult(sympy.floor(a / b), kind="shape", family="shape")
-        return OpResult(sympy.expand(op(a, b)), kind="shape", family="shape")
+                return OpResult(floordiv(a, int(b)), kind=Kind.SHAPE, family=Family.SHAPE)
+            return OpResult(sympy.floor(a / b), kind=Kind.SHAPE, family=Family.SHAPE)
+        return OpResult(sympy.expand(op(a, b)), kind=Kind.SHAPE, family=Family.SHAPE)
 
     return rule
 
 
 for _op in (operator.floordiv, operator.mod):
-    register(_op, family="shape")(_int_arith(_op))
+    register(_op, family=Family.SHAPE)(_int_arith(_op))
 
 
-@register(operator.pow, family="shape")
+@register(operator.pow, family=Family.SHAPE)
 def power(call: Call) -> OpResult:
     """``(C // heads) ** -0.5`` on sizes gives a value; ``x ** 2`` on a tensor is elementwise
     (field unchanged, no MACs)."""
     base, exponent = call.args[0], call.args[1]
     for t in (base, exponent):
         if isinstance(t, TensorInfo):
-            return OpResult(t, kind="transparent", family="activation")
+            return OpResult(t, kind=Kind.TRANSPARENT, family=Family.ACTIVATION)
     value = sympy.Pow(sympy.sympify(base), sympy.sympify(exponent))
-    return OpResult(value, kind="shape", family="shape")
+    return OpResult(value, kind=Kind.SHAPE, family=Family.SHAPE)
 
 
 # -- tensor indexing -----------------------------------------------------------------------------
@@ -610,7 +612,7 @@ def index_tensor(call: Call, x: TensorInfo, index) -> OpResult:
         shape.extend(sh)
         axes.extend(ax)
     y = TensorInfo(tuple(shape), tuple(axes), tuple(rf), const)
-    return OpResult(y, kind="shape", family="shape", notes=notes)
+    return OpResult(y, kind=Kind.SHAPE, family=Family.SHAPE, notes=notes)
 
 
 def _broadcast_shapes(call: Call, shapes: list[tuple[Expr, ...]]) -> tuple[Expr, ...]:
@@ -625,44 +627,23 @@ def _broadcast_shapes(call: Call, shapes: list[tuple[Expr, ...]]) -> tuple[Expr,
     return tuple(out)
 
 
-@register(operator.getitem, family="shape")
+@register(operator.getitem, family=Family.SHAPE)
 def getitem(call: Call) -> OpResult:
     seq, index = call.args[0], call.args[1]
     if isinstance(seq, TensorInfo):
         return index_tensor(call, seq, index)
     if isinstance(seq, (tuple, list)):
         if isinstance(index, int):
-            return OpResult(seq[index], kind="shape", family="shape")
+            return OpResult(seq[index], kind=Kind.SHAPE, family=Family.SHAPE)
         if isinstance(index, slice):
-            return OpResult(tuple(seq[index]), kind="shape", family="shape")
+            return OpResult(tuple(seq[index]), kind=Kind.SHAPE, family=Family.SHAPE)
     if isinstance(seq, dict):
-        return OpResult(seq[index], kind="shape", family="shape")
+        return OpResult(seq[index], kind=Kind.SHAPE, family=Family.SHAPE)
     raise RuleError(f"{call.where()}: cannot index {type(seq).__name__} with {index!r}")
 
 
-@register(torch.stack, family="merge")
-def stack(call: Call) -> OpResult:
-    tensors = call.arg(0, "tensors")
-    if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, TensorInfo)
-                                                         for t in tensors):
-        raise RuleError(f"{call.where()}: expected a list of tensors")
-    first = tensors[0]
-    d = int(call.arg(1, "dim", 0)) % (first.ndim + 1)
-    conditions = []
-    for t in tensors[1:]:
-        for a, b in zip(first.shape, t.shape):
-            if not _eq(a, b):
-                conditions.append(sympy.Eq(a, b))
-    rf = [merge_rfs([t.rf[a] for t in tensors], [t.dim_of_axis(a) is None for t in tensors])
-          for a in range(len(first.rf))]
-    shape = (*first.shape[:d], Integer(len(tensors)), *first.shape[d:])
-    axes = (*first.axes[:d], None, *first.axes[d:])
-    return OpResult(TensorInfo(shape, axes, tuple(rf)), kind="merge", family="merge",
-                    conditions=conditions)
-
-
 # -- roll, gathers -------------------------------------------------------------------------------
-@register(torch.roll, "roll", family="shape")
+@register(torch.roll, "roll", family=Family.SHAPE)
 def roll(call: Call) -> OpResult:
     """torch.roll: output element y along a rolled dim reads element (y - shift) mod n."""
     x = call.tensor(0, "input")
@@ -675,7 +656,7 @@ def roll(call: Call) -> OpResult:
             if field is not None and not field.is_global and x.dim_of_axis(a) is not None:
                 rf[a] = None
                 notes.append("roll of the flattened tensor: field unknown")
-        return OpResult(x.with_shape(x.shape, rf=rf), kind="shape", family="shape",
+        return OpResult(x.with_shape(x.shape, rf=rf), kind=Kind.SHAPE, family=Family.SHAPE,
                         notes=notes)
     shifts = list(shifts) if isinstance(shifts, (tuple, list)) else [shifts]
     dims = list(dims) if isinstance(dims, (tuple, list)) else [dims]
@@ -699,7 +680,7 @@ def roll(call: Call) -> OpResult:
                             monotone=False, periodic=False)
         rf[a].permutation_of = (old, n)  # the union over all positions is unchanged
         notes.append(f"cyclic shift by {s}: element y reads element (y - {s}) mod {n}")
-    return OpResult(x.with_shape(x.shape, rf=rf), kind="shape", family="shape", notes=notes)
+    return OpResult(x.with_shape(x.shape, rf=rf), kind=Kind.SHAPE, family=Family.SHAPE, notes=notes)
 
 
 def _gather_result(call: Call, x: TensorInfo, index: TensorInfo, d: int,
@@ -713,10 +694,10 @@ def _gather_result(call: Call, x: TensorInfo, index: TensorInfo, d: int,
     axes = tuple(x.axes[k] if k != d else None for k in range(len(shape))) \
         if len(shape) == x.ndim else (None,) * len(shape)
     y = TensorInfo(tuple(shape), axes, tuple(rf), x.const and index.const)
-    return OpResult(y, kind="shape", family="shape", notes=notes)
+    return OpResult(y, kind=Kind.SHAPE, family=Family.SHAPE, notes=notes)
 
 
-@register(torch.index_select, "index_select", family="shape")
+@register(torch.index_select, "index_select", family=Family.SHAPE)
 def index_select(call: Call) -> OpResult:
     x = call.tensor(0, "input")
     d = int(call.arg(1, "dim")) % x.ndim
@@ -726,7 +707,7 @@ def index_select(call: Call) -> OpResult:
     return _gather_result(call, x, index, d, shape)
 
 
-@register(torch.gather, "gather", torch.take_along_dim, "take_along_dim", family="shape")
+@register(torch.gather, "gather", torch.take_along_dim, "take_along_dim", family=Family.SHAPE)
 def gather(call: Call) -> OpResult:
     x = call.tensor(0, "input")
     if call.target in (torch.take_along_dim, "take_along_dim"):
@@ -743,76 +724,3 @@ def gather(call: Call) -> OpResult:
         index = call.tensor(2, "index")
         shape = tuple(index.shape)
     return _gather_result(call, x, index, d, shape)
-
-
-# -- torchvision's fx-wrapped Swin helpers -------------------------------------------------------
-# torchvision marks these with torch.fx.wrap, so a trace keeps each call as one node. They are
-# registered by qualified name (torchvision stays an optional dependency); the registry finds
-# them through the function's qualified name (base.register_names).
-_TV_SWIN = "torchvision.models.swin_transformer."
-
-
-@register_names(_TV_SWIN + "_patch_merging_pad", family="shape")
-def tv_patch_merging_pad(call: Call) -> OpResult:
-    """pad H, W (dims -3, -2) to even sizes, then cat the four 2×2 phases on the last dim."""
-    from .base import lookup
-    from .resize import pad_core
-
-    x = call.tensor(0, "x")
-    h, w = x.shape[-3], x.shape[-2]
-    padded = pad_core(call, x, [0, 0, 0, sympy.Mod(w, 2), 0, sympy.Mod(h, 2)], "constant")
-    parts = [index_tensor(call, padded.value, (Ellipsis, slice(a, None, 2), slice(b, None, 2),
-                                               slice(None))).value
-             for a, b in ((0, 0), (1, 0), (0, 1), (1, 1))]
-    cat = lookup(torch.cat)[0]
-    merged = cat(Call(call.node, None, call.module_name, torch.cat, (parts, -1), {}, call.at))
-    merged.notes = padded.notes + merged.notes
-    merged.kind, merged.family = "layer", "shape"
-    merged.min_sizes = padded.min_sizes
-    return merged
-
-
-@register_names(_TV_SWIN + "_get_relative_position_bias", family="shape")
-def tv_relative_position_bias(call: Call) -> OpResult:
-    """table[index].view(N, N, -1).permute(2, 0, 1).unsqueeze(0): a constant (1, heads, N, N)."""
-    table, index = call.tensor(0, "relative_position_bias_table"), call.tensor(
-        1, "relative_position_index")
-    ws = call.arg(2, "window_size")
-    n = int(ws[0]) * int(ws[1])
-    gathered = index_tensor(call, table, index).value
-    heads = sympy.cancel(gathered.numel() / (n * n))
-    y = TensorInfo((Integer(1), heads, Integer(n), Integer(n)), (None,) * 4,
-                   (None,) * len(table.rf), table.const and index.const)
-    return OpResult(y, kind="shape", family="shape")
-
-
-def _tv_window_attention(call: Call) -> OpResult:
-    """torchvision's shifted_window_attention(_v2): pad (B, H, W, C) to window multiples, roll,
-    attend within windows (qkv linear, q·kᵀ, attn·v, proj), reverse, unpad. MACs as
-    FlopCounterMode counts them (mm, bmm); the mask and the bias add nothing."""
-    from .resize import padded_size
-
-    x = call.tensor(0, "input")
-    qkv_w, proj_w = call.tensor(1, "qkv_weight"), call.tensor(2, "proj_weight")
-    ws = [int(v) for v in call.arg(4, "window_size")]
-    b, h, w, c = x.shape
-    ph = padded_size(h, 0, sympy.Mod(ws[0] - sympy.Mod(h, ws[0]), ws[0]))
-    pw = padded_size(w, 0, sympy.Mod(ws[1] - sympy.Mod(w, ws[1]), ws[1]))
-    tokens = sympy.expand(b * ph * pw)
-    n = ws[0] * ws[1]
-    qkv_out, proj_out = qkv_w.shape[0], proj_w.shape[0]
-    macs = tokens * c * qkv_out + 2 * tokens * n * c + tokens * c * proj_out
-    rf = list(x.rf)
-    for d in (1, 2):
-        a = x.axes[d]
-        if a is not None and rf[a] is not None and not rf[a].is_global:
-            rf[a] = rf[a].collapsed(x.shape[d])
-    note = (f"window attention ({ws[0]}×{ws[1]} windows on the map padded to "
-            f"{ph}×{pw}): field taken as global (an upper bound: each token sees its window)")
-    rf = [r.upper_bound(note) if r is not None else None for r in rf]
-    y = TensorInfo(tuple(x.shape), x.axes, tuple(rf), x.const)
-    return OpResult(y, macs=sympy.expand(macs), kind="layer", family="attention", notes=[note])
-
-
-register_names(_TV_SWIN + "shifted_window_attention",
-               _TV_SWIN + "shifted_window_attention_v2", family="attention")(_tv_window_attention)
