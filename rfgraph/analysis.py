@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sympy
 from sympy import Expr, Integer
 
 from .annotate import NodeInfo
-from .errors import InputTooSmall, RfgraphError
+from .errors import InputTooSmall, InternalError, RfgraphError
 from .receptive_field import AxisRF
 from .symbolic import axis_symbol, format_expr, subs_int
 
@@ -41,7 +41,8 @@ class Analysis:
     def __init__(self, model_name: str, input_shape: Sequence[Expr], nodes: list[NodeInfo],
                  warnings: list[str] | None = None, at: Mapping[str, int] | None = None,
                  graph_module: Any = None, mode: str = "eval",
-                 params_unreached: Mapping[str, int] | None = None) -> None:
+                 params_unreached: Mapping[str, int] | None = None,
+                 rules: Mapping[Any, Any] | None = None) -> None:
         self.model_name = model_name
         self.input_shape = tuple(input_shape)
         self._nodes = nodes
@@ -52,6 +53,9 @@ class Analysis:
         self.mode = mode
         #: parameters no node uses (e.g. auxiliary heads in eval mode): module -> numel
         self.params_unreached = dict(params_unreached or {})
+        #: the extra rules of ``analyze(..., rules=)``: they apply again when :meth:`evaluate`
+        #: re-runs the rules of nodes that need concrete sizes
+        self.rules = dict(rules) if rules else None
         self._index = {n.name: n for n in nodes}
         self._graph: nx.DiGraph | None = None
 
@@ -61,7 +65,7 @@ class Analysis:
         return Analysis(self.model_name, self.input_shape,
                         self._nodes if nodes is None else nodes,
                         self.warnings if warnings is None else warnings, at,
-                        self.graph_module, self.mode, self.params_unreached)
+                        self.graph_module, self.mode, self.params_unreached, self.rules)
 
     # -- structure ---------------------------------------------------------------------------
     @property
@@ -218,7 +222,7 @@ class Analysis:
         t = info.tensor
         if t is None or any(r is None for r in t.rf) or not t.rf:
             return None
-        return list(t.rf)
+        return cast("list[AxisRF]", list(t.rf))  # no None: checked above
 
     def field_at(self, node: NodeInfo | str) -> list[FieldAt] | None:
         """The field at the evaluated sizes: the largest/smallest size over the positions the
@@ -228,6 +232,8 @@ class Analysis:
         if fields is None or self.at is None:
             return None
         t = info.tensor
+        if t is None:  # field() returned None then
+            raise InternalError(f"node '{info.name}' has a field but no tensor")
         out = []
         for a, r in enumerate(fields):
             d = t.dim_of_axis(a)
@@ -263,8 +269,9 @@ class Analysis:
             # ops without rules run on meta tensors, size-dependent fields get resolved
             from .annotate import annotate
             from .modes import in_mode
+            from .rules.base import scope
 
-            with in_mode(self.graph_module, self.mode):
+            with in_mode(self.graph_module, self.mode), scope(self.rules):
                 nodes, extra = annotate(self.graph_module, self.input_shape, at, warn=False)
             messages = extra
         result = self.with_at(at, nodes, messages)

@@ -90,15 +90,16 @@ def analyze(model: nn.Module, input_shape: str | Sequence[int | str] = (1, 3, "H
     ``rules``: extra rules for this analysis only, ``{key: rule}`` or ``{key: (rule, family)}``
     (key: a module class, a function or a method name), as with ``rfgraph.scoped_rules``: they
     take precedence over built-in and registered rules for the same key. They apply to the
-    tracing, the annotation and an evaluation at ``at``; a later ``Analysis.evaluate`` of a
-    node that needs concrete sizes runs outside them (wrap it in ``rfgraph.scoped_rules``).
+    tracing, the annotation and every evaluation (``at``, and later ``Analysis.evaluate``,
+    which keeps them in ``Analysis.rules``).
     """
     with scope(rules):
-        return _analyze(model, input_shape, at, name, mode)
+        return _analyze(model, input_shape, at, name, mode, rules)
 
 
 def _analyze(model: nn.Module, input_shape: str | Sequence[int | str],
-             at: str | Mapping[str, int] | None, name: str | None, mode: str) -> Analysis:
+             at: str | Mapping[str, int] | None, name: str | None, mode: str,
+             rules: Mapping[Key, RuleSpec] | None = None) -> Analysis:
     check_mode(mode)
     shape = parse_input(input_shape)
     if not isinstance(model, nn.Module):
@@ -111,7 +112,7 @@ def _analyze(model: nn.Module, input_shape: str | Sequence[int | str],
         gm.training = model.training
     unreached = params_unreached(model, gm)
     result = Analysis(name or type(model).__name__, shape, infos, messages, graph_module=gm,
-                      mode=mode, params_unreached=unreached)
+                      mode=mode, params_unreached=unreached, rules=rules)
     if at:
         return result.evaluate(**(parse_at(at) or {}))
     if not result.symbols:

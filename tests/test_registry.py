@@ -164,6 +164,23 @@ def test_the_rules_argument_of_analyze():
         rfgraph.analyze(_blur_net(), (1, 3, "H", "W"), rules={Blur: "blur"})
 
 
+def test_the_rules_argument_applies_again_when_evaluating():
+    """A node that needs concrete sizes is annotated again by evaluate(): with the analysis'
+    own extra rules, not as an op without a rule (measured numerically)."""
+    def needs_sizes(call):
+        result = blur_rule(call)
+        result.needs_at = True
+        return result
+
+    a = rfgraph.analyze(_blur_net(), (1, 3, "H", "W"), rules={Blur: (needs_sizes, Family.POOL)})
+    b = a.evaluate(H=10, W=6)
+    node = _blur_node(b)
+    assert node is not None and node.has_rule and not node.numeric_only and not node.unknown
+    assert [b.int_of(s) for s in b.output.tensor.shape] == list(
+        _blur_net()(torch.zeros(1, 3, 10, 6)).shape)
+    assert base.lookup_module(Blur(1)) is None  # still not leaked
+
+
 def test_scope_is_exception_safe():
     with pytest.raises(RuntimeError), rfgraph.scoped_rules({Blur: blur_rule}):
         raise RuntimeError("boom")
@@ -205,12 +222,55 @@ def test_every_torch_op_has_an_aten_twin_or_a_declared_reason():
     assert all(isinstance(r, str) and r for r in aten.MODULE_ONLY.values())
 
 
-# TODO(issue 10): every non-linear op with a rule has a probe stand-in (rfgraph/probe.py); to be
-# added with the probe's single stand-in table.
+def _op_word(key: object) -> str:
+    if type(key).__name__ == "OpOverload":
+        return str(key).split(".")[1]  # aten.floor.default -> floor
+    return base.target_name(key).split(".")[-1]
 
 
-@pytest.mark.xfail(strict=True, reason="rfgraph.render.FAMILY_COLOURS has no colour for "
-                   "'attention' and 'recurrent' yet (render.py is another change's)")
+def test_every_non_linear_op_has_a_probe_stand_in_or_is_declared_safe():
+    """The gradient probe (verify's field check) must see every element an op reads: an
+    activation or norm whose derivative can vanish (ReLU, floor, clamp, detach, max pooling,
+    amax) needs a linear stand-in in rfgraph/probe.py; the rest are declared in
+    probe.GRADIENT_SAFE (derivative non-zero almost everywhere, or an integer result)."""
+    from rfgraph import probe
+
+    safe = {w.rstrip("_") for w in probe.GRADIENT_SAFE}
+    missing = []
+    for key, (_, family) in base.builtin_rules().items():
+        word = _op_word(key)
+        non_linear = family in (Family.ACTIVATION, Family.NORM) or word in probe.ARG_REDUCTIONS \
+            or (family is Family.POOL and "max" in word.lower() and "unpool" not in word.lower())
+        if non_linear and probe.standin_for(key) is None and word.rstrip("_") not in safe:
+            missing.append(base.target_name(key))
+    assert not missing, f"no probe stand-in and not declared gradient-safe: {sorted(missing)}"
+    for word in probe.STEP_NAMES:  # a step function in the safe list would hide its fields
+        assert word.rstrip("_") not in safe, word
+
+
+def test_a_step_function_is_probed_through_its_stand_in():
+    """floor() and sign() have a zero derivative: without a stand-in the probe saw no input
+    pixel and skipped the check by design (result OK, nothing checked)."""
+    class Steps(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            return torch.floor(y) + y.sign().detach() + torch.amax(y, dim=2, keepdim=True)
+
+    report = rfgraph.analyze(Steps().eval(), (1, 1, "H", "W")).verify(at={"H": 12, "W": 12},
+                                                                     checks=["rf"])
+    rows = {(r.node, r.what): r for r in report.rows if r.check == "rf"}
+    for node in ("floor", "sign", "detach", "amax"):
+        for axis in ("H", "W"):
+            assert rows[(node, axis)].status == "pass", (node, axis, rows[(node, axis)].detail)
+    # the conv's 3x3 window: field 3 along W; amax over H reads every row of the conv's
+    # output, 10 rows, so 10 + 3 - 1 = 12 input rows
+    assert rows[("amax", "H")].measured == {0: (0, 11)}
+
+
 def test_every_family_has_a_colour():
     from rfgraph.render import FAMILY_COLOURS
 
