@@ -45,7 +45,7 @@ import functools
 import math
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -146,7 +146,7 @@ def linear_max_pool(
     channels = x.shape[1]
     weight = x.new_full((channels, 1, *k), 1.0 / math.prod(k))
     y = _CONV_FN[nd](x, weight, stride=s, dilation=d, groups=channels)
-    y = y[(slice(None), slice(None), *(slice(0, o) for o in outs))]
+    y = y[(slice(None), slice(None)) + tuple(slice(0, o) for o in outs)]
     if unbatched:
         y = y.squeeze(0)
     return _with_indices(y, return_indices)
@@ -303,7 +303,7 @@ class _LinearizedForward(nn.Module):
             return saved_pad(x, padding, mode, value)
 
         setattr(F, name, pool)
-        F.pad = pad
+        F.pad = pad  # type: ignore[assignment]  # temporary patch: same call as F.pad
         try:
             return self.pool(*args, **kwargs)
         finally:
@@ -324,13 +324,13 @@ def _replacement(module: nn.Module) -> nn.Module | None:
             if type(module).forward is not cls.forward:  # its own forward (TF SAME padding)
                 return _LinearizedForward(module, nd)
             return LinearMaxPool(module, nd)
-    for cls, nd in _ADAPTIVE_MAX_POOLS.items():
-        if isinstance(module, cls):
+    for acls, nd in _ADAPTIVE_MAX_POOLS.items():
+        if isinstance(module, acls):
             return LinearAdaptiveMaxPool(module, nd)
     if isinstance(module, nn.Softmax2d):
         return AxisMix(-3)
     if isinstance(module, _SOFTMAXES):
-        return AxisMix(module.dim)
+        return AxisMix(cast("int | None", module.dim))  # Softmax/Softmin/LogSoftmax.dim
     return None
 
 
@@ -362,7 +362,7 @@ def _swap_modules(root: nn.Module) -> nn.Module:
 
 def _fan_in(module: nn.Module) -> int:
     """Positive normaliser for a Conv / ConvTranspose / Linear weight."""
-    weight = module.weight
+    weight = cast(torch.Tensor, module.weight)  # a Conv / ConvTranspose / Linear
     if isinstance(module, nn.Linear):
         return max(int(module.in_features), 1)
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
@@ -438,10 +438,12 @@ def _functional_table() -> dict[Any, Callable[..., Any]]:
         threshold hardshrink softshrink dropout dropout1d dropout2d dropout3d alpha_dropout
         feature_alpha_dropout batch_norm instance_norm group_norm layer_norm rms_norm
         local_response_norm""".split()
-    for name in identity_names:
+    for name in (*identity_names, *sorted(STEP_NAMES)):
         for namespace in (F, torch):
             if hasattr(namespace, name):
                 table.setdefault(getattr(namespace, name), _identity_first)
+    for name in sorted(ARG_REDUCTIONS):
+        table[getattr(torch, name)] = _sum_reduction
     for name in ("max_unpool1d", "max_unpool2d", "max_unpool3d"):
         table[getattr(F, name)] = _unsupported(name)
     _add_aten_standins(table)
@@ -470,6 +472,10 @@ def _add_aten_standins(table: dict[Any, Callable[..., Any]]) -> None:
     for name in ("_native_batch_norm_legit_no_training", "native_batch_norm",
                  "native_layer_norm", "native_group_norm"):
         add(f"{name}.default", _identity_with_stats)
+    for name in sorted(STEP_NAMES):
+        add(f"{name}.default", _identity_first)
+    for name in sorted(ARG_REDUCTIONS):
+        add(f"{name}.default", _sum_reduction)
     add("softmax.int", axis_mix)
     add("_softmax.default", axis_mix)
     for nd, mode in ((1, "linear"), (2, "bilinear"), (3, "trilinear")):
@@ -486,9 +492,34 @@ def _unsupported(name: str) -> Callable[..., Any]:
     return fail
 
 
+#: Step functions (derivative zero almost everywhere), clamps (zero outside the range) and
+#: ``detach`` (no gradient at all): the probe would see no dependency where there is one, so it
+#: runs the identity instead. Functions (``torch.*``) and methods of the same names.
+STEP_NAMES = frozenset("""floor floor_ ceil ceil_ round round_ trunc trunc_ sign sign_ clamp
+    clamp_ clamp_min clamp_min_ clamp_max clamp_max_ clip clip_ detach""".split())
+#: Reductions whose gradient goes to one element (the extreme): the probe takes the sum.
+ARG_REDUCTIONS = frozenset({"amax", "amin"})
+#: Element-wise ops the probe runs as they are, declared: their derivative is non-zero almost
+#: everywhere (so every read element shows in the gradient), or their result is an integer or
+#: boolean tensor, which verify skips by design. tests/test_registry.py checks that every
+#: activation-family op with a rule has a stand-in or is declared here.
+GRADIENT_SAFE = frozenset("""abs neg exp exp_ expm1 log log1p log2 sin cos tan sinh cosh atan erf
+    sqrt sqrt_ rsqrt reciprocal square pow pow_ frac nan_to_num cumsum cumprod clone contiguous
+    float double half bfloat16 to type_as bool byte char int long short logical_not bitwise_not
+    invert fill_ zero_ normalize type requires_grad_""".split())
+
 _METHOD_IDENTITIES = frozenset(
-    {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clamp_min"}
+    {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_"} | STEP_NAMES
 )
+
+
+def _sum_reduction(x: torch.Tensor, dim: Any = None, keepdim: bool = False, **_: Any,
+                   ) -> torch.Tensor:
+    """Stand-in for ``amax``/``amin``: the sum over the same dims (linear; every element of
+    the reduced window reaches the gradient)."""
+    if dim is None or dim == () or dim == []:
+        dim = tuple(range(x.ndim))
+    return x.sum(dim=dim, keepdim=keepdim)
 _METHOD_SOFTMAXES = frozenset({"softmax", "softmin", "log_softmax"})
 
 
@@ -501,8 +532,10 @@ def _rewrite_graph(gm: fx.GraphModule) -> None:
             new = _lookup(table, node.target)
             if new is not None:
                 node.target, changed = new, True
-        elif node.op == "call_method" and node.target in _METHOD_IDENTITIES | _METHOD_SOFTMAXES:
-            new = axis_mix if node.target in _METHOD_SOFTMAXES else _identity_first
+        elif node.op == "call_method" and node.target in (_METHOD_IDENTITIES | _METHOD_SOFTMAXES
+                                                          | ARG_REDUCTIONS):
+            new = (axis_mix if node.target in _METHOD_SOFTMAXES else _sum_reduction
+                   if node.target in ARG_REDUCTIONS else _identity_first)
             node.op, node.target, changed = "call_function", new, True
     if changed:
         gm.graph.lint()
@@ -528,6 +561,8 @@ def standin_for(key: Any) -> Callable[..., Any] | None:
     if isinstance(key, str):
         if key in _METHOD_SOFTMAXES:
             return axis_mix
+        if key in ARG_REDUCTIONS:
+            return _sum_reduction
         return _identity_first if key in _METHOD_IDENTITIES else None
     if isinstance(key, type):
         if issubclass(key, _UNSUPPORTED):
@@ -668,7 +703,7 @@ def _seed(
         seed[0] = 1.0
         return seed
     pos = _resolve_position(position, tuple(out.shape[2:]))
-    seed[(0, slice(None), *pos)] = 1.0
+    seed[(0, slice(None)) + tuple(pos)] = 1.0
     return seed
 
 

@@ -26,7 +26,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import graphviz
 import sympy
@@ -69,6 +69,8 @@ FAMILY_COLOURS: dict[str, str] = {
     "output": "#bdbdbd",
     "conv": "#80b1d3",
     "linear": "#bc80bd",
+    "attention": "#d4b9da",
+    "recurrent": "#c6dbef",
     "pool": "#b3de69",
     "resize": "#8dd3c7",
     "pad": "#e5d8bd",
@@ -371,8 +373,8 @@ def _rf_size_text(v: _Values, fields: list[Any]) -> str:
         return "RF varies with the position (see the table)"
     text = "RF " + formula
     if any(m is not None for m in min_formulas):
-        text += " (min " + "×".join(m if m is not None else f for m, f in
-                                    zip(min_formulas, formulas, strict=True)) + ")"  # type: ignore[misc]
+        text += " (min " + "×".join(m if m is not None else f for m, f in  # formula: no None
+                                    zip(min_formulas, cast(list[str], formulas), strict=True)) + ")"
     return text
 
 
@@ -616,8 +618,8 @@ def to_dot(a: Analysis, depth: int | None = None, show_offset: bool = False,
     item_of = {n.name: it for it in items for n in it.nodes}
     consumers: dict[str, list[str]] = {}
     for n in [*a.nodes, a.output]:
-        for src in n.inputs:
-            consumers.setdefault(src, []).append(n.name)
+        for inp in n.inputs:
+            consumers.setdefault(inp, []).append(n.name)
     types = _module_types(a)
 
     shares = []
