@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import sympy
 from sympy import Expr, Min
 
-from .receptive_field import AxisRF, merge_rfs
+from .field_merge import merge_rfs
+from .receptive_field import AxisRF
 from .symbolic import ceildiv, floordiv
 
 #: names of the spatial axes in messages, per number of spatial dims

@@ -27,8 +27,9 @@ from sympy import Expr, Integer
 from torch import nn
 
 from ..errors import RuleError, Unsupported
+from ..field_merge import merge_rfs
 from ..kinds import Family, Kind
-from ..receptive_field import AxisRF, merge_rfs
+from ..receptive_field import AxisRF
 from ..tensor import TensorInfo
 from .base import Call, OpResult, lookup, prod, register, register_names
 from .pad import pad_core, padded_size

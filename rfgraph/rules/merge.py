@@ -13,8 +13,8 @@ import torch
 from sympy import Expr, Integer
 
 from ..errors import RuleError, Unsupported
+from ..field_merge import concat_rfs, merge_rfs
 from ..kinds import Family, Kind
-from ..receptive_field import concat_rfs, merge_rfs
 from ..symbolic import ceildiv
 from ..tensor import TensorInfo
 from .base import Call, OpResult, register

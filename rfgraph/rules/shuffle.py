@@ -12,8 +12,9 @@ from sympy import Expr, Integer
 from torch import nn
 
 from ..errors import RuleError, Unsupported
+from ..field_merge import join_reasons, merge_rfs
 from ..kinds import Family, Kind
-from ..receptive_field import AxisRF, join_reasons, merge_rfs
+from ..receptive_field import AxisRF
 from ..symbolic import floordiv
 from ..tensor import TensorInfo, Window
 from .base import Call, OpResult, apply_window, register

@@ -14,8 +14,8 @@ import sympy
 from sympy import Expr, Integer
 
 from ..errors import RuleError, Unsupported
+from ..field_merge import merge_rfs
 from ..kinds import Family, Kind
-from ..receptive_field import merge_rfs
 from ..symbolic import ceildiv, floordiv
 from ..tensor import TensorInfo
 from .base import Call, OpResult, prod, register_names
