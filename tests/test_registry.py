@@ -294,3 +294,33 @@ def test_docs_list_every_registered_op():
         assert f"`{name}`" in text, name
     for name in base.registered_names():
         assert f"`{name}`" in text, name
+
+
+def test_the_architecture_docs_example_rule_runs():
+    """docs/architecture.md's "How to add an op" example, executed as written, against torch's
+    output shape and the field of a k x k window with stride s (size k, jump s)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "architecture.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+
+    class MyBlur(nn.Module):
+        def __init__(self, k: int, s: int) -> None:
+            super().__init__()
+            self.k, self.s = k, s
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.avg_pool2d(x, self.k, self.s, self.k // 2)
+
+    namespace = {"MyBlur": MyBlur}
+    exec(compile(code, "docs/architecture.md", "exec"), namespace)
+    try:
+        model = nn.Sequential(MyBlur(5, 3)).eval()
+        a = rfgraph.analyze(model, (1, 2, "H", "W"), at="H=17,W=11")
+        assert _shape_at(a, H=17, W=11) == list(model(torch.zeros(1, 2, 17, 11)).shape)
+        (f_h, f_w) = a.field_at(a.nodes[-1])
+        assert (f_h.size, f_h.jump, f_w.size, f_w.jump) == (5, 3, 5, 3)
+    finally:
+        rfgraph.unregister_rule(MyBlur)
+    assert base.lookup_module(MyBlur(3, 1)) is None
