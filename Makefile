@@ -52,6 +52,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rfgraph tests examples benchmarks
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -252,10 +252,7 @@ def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: No
     except RfgraphError:
         raise
     except Exception as exc:  # a rule bug must still name the node
-
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise InternalError(f"{call.where()}: internal error: {type(exc).__name__}"
-                            + (f": {detail}" if detail else "")) from exc
+        raise InternalError(f"{call.where()}: internal error: {first_line(exc)}") from exc
     info.value = result.value
     info.params, info.params_formula = result.params, result.params_formula
     info.macs = sympy.expand(result.macs)

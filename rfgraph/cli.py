@@ -20,7 +20,7 @@ import re
 import sys
 import traceback
 import warnings
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from . import __version__
 from .errors import InternalError, RfgraphError
@@ -39,7 +39,7 @@ def one_line(text: str) -> str:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (no usage dump)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"rfgraph: error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -133,15 +133,7 @@ def _check_sizes(model: Any, *at_specs: str | None) -> None:
 
 def _analyze_options(args: argparse.Namespace) -> dict[str, Any]:
     """Extra keyword arguments for rfgraph.api.analyze: ``mode="train"`` with --train."""
-    if not getattr(args, "train", False):
-        return {}
-    import inspect
-
-    from .api import analyze
-
-    if "mode" not in inspect.signature(analyze).parameters:
-        raise RfgraphError("--train is not supported by this version of rfgraph.analyze")
-    return {"mode": "train"}
+    return {"mode": "train"} if getattr(args, "train", False) else {}
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -273,7 +265,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
     analysis = analyze(model, shape, name=name,
                        mode="train" if getattr(args, "train", False) else "eval")
-    at = [parse_at(s) for s in args.at] if args.at else None
+    at = [cast(dict[str, int], parse_at(s)) for s in args.at] if args.at else None  # str: not None
     report = verify(analysis, at=at, checks=checks, progress=not args.no_progress,
                     rf_nodes="all" if getattr(args, "all_nodes", False) else "auto",
                     node_budget=budget)

@@ -25,13 +25,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import fx, nn
 
-from .annotate import first_of
 from .errors import RfgraphError
+from .util import first_of
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -193,10 +193,6 @@ def _cut(gm: fx.GraphModule, name: str) -> fx.GraphModule:
     return cut.double().eval()
 
 
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    return first_of(value, torch.Tensor)
-
-
 def _reinit(model: nn.Module, seed: int) -> None:
     torch.manual_seed(seed)
     for m in model.modules():
@@ -226,9 +222,10 @@ def effective_receptive_field(a: Analysis, node: str | None = None, inits: int =
         raise RfgraphError("inits must be >= 0 and samples >= 1")
     name = node or default_node(a)
     info = _node(a, name)
-    shape = [a.int_of(s) for s in a.input_shape]
-    if any(s is None for s in shape):
+    ints = [a.int_of(s) for s in a.input_shape]
+    if any(s is None for s in ints):
         raise RfgraphError("the input shape is not concrete")
+    shape = cast(list[int], ints)  # no None: checked above
     shape[0] = 1  # batch 0 is the one measured
     cut = _cut(a.graph_module, name)
 
@@ -244,7 +241,7 @@ def effective_receptive_field(a: Analysis, node: str | None = None, inits: int =
         if inits and sample == 0:
             _reinit(cut, seed + w)
         x = torch.randn(shape, dtype=torch.float64, generator=generator, requires_grad=True)
-        out = _first_tensor(cut(x))
+        out = first_of(cut(x), torch.Tensor)
         if out is None:
             raise RfgraphError(f"node '{name}' produced no tensor")
         if centre is None:

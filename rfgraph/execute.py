@@ -171,5 +171,5 @@ def execute_node(node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any],
     gm = node.graph.owning_module
     if gm is None:
         raise RfgraphError(f"node '{node.name}' belongs to no graph module")
-    out, flops, cpu = MetaExecutor(gm).execute(node, args, kwargs)  # type: ignore[arg-type]
+    out, flops, cpu = MetaExecutor(gm).execute(node, args, kwargs)
     return out, flops // 2, cpu

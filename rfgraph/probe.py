@@ -53,16 +53,8 @@ from torch import fx, nn
 
 from . import semantics as ref
 
-__all__ = [
-    "ProbeError",
-    "linear_max_pool",
-    "output_spatial_shape",
-    "prepare_probe_model",
-    "probe_rf",
-    "probe_rf_many",
-    "standin_for",
-    "touches_border",
-]
+__all__ = ["ProbeError", "linear_max_pool", "output_spatial_shape", "prepare_probe_model",
+           "probe_rf", "probe_rf_many", "standin_for", "touches_border"]
 
 Box = list[tuple[int, int]]
 

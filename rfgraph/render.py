@@ -47,16 +47,8 @@ if TYPE_CHECKING:
     from .analysis import Analysis
     from .annotate import NodeInfo
 
-__all__ = [
-    "FORMATS",
-    "GraphvizNotFound",
-    "INSTALL_HINT",
-    "auto_depth",
-    "check_format",
-    "render",
-    "to_dot",
-    "to_svg",
-]
+__all__ = ["FORMATS", "GraphvizNotFound", "INSTALL_HINT", "auto_depth", "check_format", "render",
+           "to_dot", "to_svg"]
 
 #: Output formats by file extension; ``dot``/``gv`` need no Graphviz binary.
 FORMATS = ("svg", "png", "pdf", "dot", "gv")

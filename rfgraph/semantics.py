@@ -183,7 +183,7 @@ def dilate_kernel(weight: torch.Tensor, dilation: int | Sequence[int]) -> torch.
     kernel = weight.shape[2:]
     size = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
     out = weight.new_zeros(*weight.shape[:2], *size)
-    out[(slice(None), slice(None), *(slice(None, None, d) for d in dilation))] = weight
+    out[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in dilation)] = weight
     return out
 
 
@@ -215,9 +215,9 @@ def _spatial_tap_matrices(kernel: Sequence[int], stride: Sequence[int], padding:
     mats = []
     for offset in itertools.product(*(range(k) for k in kernel)):
         onehot = torch.zeros(1, 1, *kernel, dtype=torch.float64)
-        onehot[(0, 0, *offset)] = 1.0
+        onehot[(0, 0) + offset] = 1.0
         y = conv_reference(basis, onehot, None, stride, padding, dilation)
-        y = y[(slice(None), 0, *(slice(0, o) for o in out_sizes))]
+        y = y[(slice(None), 0) + tuple(slice(0, o) for o in out_sizes)]
         mats.append(y.reshape(n_in, -1).T.contiguous())           # (n_out, n_in)
         assert y.shape[1:] == tuple(out_sizes), (y.shape, out_sizes, nd)
     return mats
@@ -289,7 +289,7 @@ def conv_transpose_by_adjoint(x: torch.Tensor, weight: torch.Tensor,
     with torch.enable_grad():
         back = conv_reference(y, weight.double(), None, tuple(stride), tuple(padding),
                                   tuple(dilation), groups)
-        back = back[(slice(None), slice(None), *(slice(0, n) for n in n_in))]
+        back = back[(slice(None), slice(None)) + tuple(slice(0, n) for n in n_in)]
         (got,) = torch.autograd.grad((back * x.double()).sum(), y)
     if bias is not None:
         got = got + bias.double().reshape(1, -1, *([1] * len(n_out)))
@@ -397,7 +397,8 @@ def _axis_weights(n: int, o: int, mode: str, align: bool, scale: Fraction | None
         else:
             step = scale if scale is not None else Fraction(n, o)
         for y in range(o):
-            src = y * step if align else max((y + Fraction(1, 2)) * step - Fraction(1, 2), 0)
+            src = y * step if align else max((y + Fraction(1, 2)) * step - Fraction(1, 2),
+                                             Fraction(0))
             i0 = min(math.floor(src), n - 1)
             i1 = min(i0 + 1, n - 1)
             lam = src - i0 if i0 < n - 1 else Fraction(0)
@@ -407,9 +408,9 @@ def _axis_weights(n: int, o: int, mode: str, align: bool, scale: Fraction | None
         return w
     step = scale if scale is not None else Fraction(n, o)
     for y in range(o):
-        src = math.floor(y * step) if mode == "nearest" else math.floor((y + Fraction(1, 2))
+        idx = math.floor(y * step) if mode == "nearest" else math.floor((y + Fraction(1, 2))
                                                                         * step)
-        w[y, min(src, n - 1)] = 1.0
+        w[y, min(idx, n - 1)] = 1.0
     return w
 
 
@@ -527,10 +528,11 @@ def compose_convs(first: ConvSpec, second: ConvSpec) -> tuple[ConvSpec | None, s
 
 def compose_chain(specs: Sequence[ConvSpec]) -> tuple[ConvSpec | None, str]:
     """:func:`compose_convs` folded over a chain."""
-    spec: ConvSpec | None = specs[0]
+    spec = specs[0]
     for nxt in specs[1:]:
-        spec, why = compose_convs(spec, nxt)
-        if spec is None:
+        composed, why = compose_convs(spec, nxt)
+        if composed is None:
             return None, why
+        spec = composed
     return spec, ""
 

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
 import math
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from .. import semantics as ref
+from ..errors import InternalError
 from ..execute import MetaExecutor, tensors_in
 from ..probe import aten_op
 from ..util import conv_padding, first_line, lookup, ntuple, resolve_attr
@@ -68,6 +70,8 @@ _SHAPE_FUNCS = {torch.reshape, torch.transpose, torch.permute, torch.flatten, to
 
 
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_ConvNd = nn.modules.conv._ConvNd
+_M = TypeVar("_M", bound=nn.Module)
 
 
 class _TooSlow(BaseException):
@@ -85,7 +89,7 @@ def _time_budget(seconds: float | None) -> Iterator[bool]:
     usable = (seconds is not None and 0 < seconds < math.inf and hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread()
               and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
-    if not usable:
+    if not usable or seconds is None:
         yield False
         return
     state = {"armed": True}
@@ -180,15 +184,15 @@ class _Semantics:
         shuffles = self._shuffle_idioms()
         self.progress.add(len(targets) + len(chains) + len(shuffles))
         for node in targets:
-            self._guarded(node.name, "layer", lambda node=node: self._check_node(node))
+            self._guarded(node.name, "layer", functools.partial(self._check_node, node))
             self.progress.step(f"semantics {node.name}")
         for chain in chains:
             self._guarded(chain[-1].name, "conv chain",
-                          lambda chain=chain: self._check_chain(chain))
+                          functools.partial(self._check_chain, chain))
             self.progress.step(f"semantics {chain[-1].name}")
         for src, end, nodes, groups in shuffles:
             self._guarded(end.name, "channel shuffle",
-                          lambda a=(src, end, nodes, groups): self._check_shuffle_idiom(*a))
+                          functools.partial(self._check_shuffle_idiom, src, end, nodes, groups))
             self.progress.step(f"semantics {end.name}")
 
     # -- single layers ------------------------------------------------------------------------
@@ -254,7 +258,7 @@ class _Semantics:
         elif conv is not None:
             self._conv_function(node, *conv)
 
-    def real(self, mod: nn.Module) -> nn.Module:
+    def real(self, mod: _M) -> _M:
         """A float64 CPU copy of ``mod``; a module on the meta device gets random values."""
         m = copy.deepcopy(mod)
         if any(t.is_meta for t in itertools.chain(m.parameters(), m.buffers())):
@@ -265,7 +269,7 @@ class _Semantics:
                         t.copy_(torch.randn(t.shape, generator=self.gen))
         return m.double().eval()
 
-    def _conv(self, name: str, mod: nn.Module) -> None:
+    def _conv(self, name: str, mod: _ConvNd) -> None:
         nd = len(mod.kernel_size)
         m = self.real(mod)
         left, right = conv_padding(m.padding, m.kernel_size, m.dilation, nd)
@@ -295,13 +299,14 @@ class _Semantics:
                          m.dilation, 1)
                 self.row(name, "grouped conv == block-diagonal conv", ref.rel_error(got, want))
 
-    def _convt(self, name: str, mod: nn.Module) -> None:
+    def _convt(self, name: str, mod: nn.modules.conv._ConvTransposeNd) -> None:
         nd = len(mod.kernel_size)
         m = self.real(mod)
+        padding = cast(tuple[int, ...], m.padding)  # transposed convs take no string padding
         sizes = []
         for a in range(nd):
             n = 2
-            while ref.conv_transpose_output_size(n, m.kernel_size[a], m.stride[a], m.padding[a],
+            while ref.conv_transpose_output_size(n, m.kernel_size[a], m.stride[a], padding[a],
                                                  m.output_padding[a], m.dilation[a]) < 2:
                 n += 1
             sizes.append(n + 1)
@@ -311,18 +316,18 @@ class _Semantics:
             want = m(x)
         n_out = list(want.shape[2:])
         taps = math.prod(m.kernel_size)
-        padded = math.prod(n + 2 * p for n, p in zip(n_out, m.padding))
+        padded = math.prod(n + 2 * p for n, p in zip(n_out, padding))
         cost = taps * (taps * math.prod(n_out) * math.prod(sizes) + math.prod(n_out) * padded)
         if cost <= CONV_MATRIX_COST:
             with torch.no_grad():
-                got = ref.conv_transpose_by_matrix(x, weight, bias, m.stride, m.padding,
+                got = ref.conv_transpose_by_matrix(x, weight, bias, m.stride, padding,
                                                    m.output_padding, m.groups, m.dilation)
             self.row(name, "transposed conv == transpose of the conv's matrix",
                      ref.rel_error(got, want))
             return
         # the dense matrix would be large (3-D, dilated): M^T x matrix-free, as the gradient
         # of <x, M y> with respect to y, M the im2col conv reference
-        got = ref.conv_transpose_by_adjoint(x, weight, bias, m.stride, m.padding, m.groups,
+        got = ref.conv_transpose_by_adjoint(x, weight, bias, m.stride, padding, m.groups,
                                          m.dilation, n_out)
         self.row(name, "transposed conv == adjoint of the im2col conv (the conv's matrix "
                        "transposed, matrix-free)", ref.rel_error(got, want))
@@ -416,6 +421,7 @@ class _Semantics:
     def _pool_module(self, node: fx.Node, mod: nn.Module) -> None:
         name = type(mod).__name__
         nd = int(name[-2])
+        kw: dict[str, Any]
         if isinstance(mod, nn.modules.pooling._MaxPoolNd):
             kw = {"kernel_size": mod.kernel_size, "stride": mod.stride, "padding": mod.padding,
                   "dilation": mod.dilation, "ceil_mode": mod.ceil_mode}
@@ -452,7 +458,7 @@ class _Semantics:
                  "adaptive_max": ["output_size", "return_indices"]}[kind]
         kw = dict(zip(names, args))
         kw.update(kwargs)
-        fn = node.target
+        fn = cast(Callable[..., Any], node.target)  # a call_function node: a pooling function
 
         def run(x: torch.Tensor) -> torch.Tensor:
             out = fn(x, **kw)
@@ -496,7 +502,7 @@ class _Semantics:
             self.row(node.name, "pooling acts per channel", ref.rel_error(alone, want))
 
     # -- chains of convolutions ---------------------------------------------------------------
-    def _conv_module(self, node: fx.Node | None) -> nn.Module | None:
+    def _conv_module(self, node: fx.Node | None) -> _ConvNd | None:
         if node is None or node.op != "call_module":
             return None
         mod = self.gm.get_submodule(str(node.target))
@@ -531,7 +537,7 @@ class _Semantics:
                 chains.append(chain)
         return chains
 
-    def _spec(self, mod: nn.Module) -> ref.ConvSpec:
+    def _spec(self, mod: _ConvNd) -> ref.ConvSpec:
         nd = len(mod.kernel_size)
         left, right = conv_padding(mod.padding, mod.kernel_size, mod.dilation, nd)
         return ref.ConvSpec.of(mod.weight.detach(), None if mod.bias is None else
@@ -541,10 +547,10 @@ class _Semantics:
     def _check_chain(self, chain: list[fx.Node]) -> None:
         segments: list[list[fx.Node]] = []
         current = [chain[0]]
-        spec = self._spec(self._conv_module(chain[0]))
+        spec = self._spec(cast(_ConvNd, self._conv_module(chain[0])))  # a chain: all convs
         reasons = []
         for node in chain[1:]:
-            nxt = self._spec(self._conv_module(node))
+            nxt = self._spec(cast(_ConvNd, self._conv_module(node)))
             composed, why = ref.compose_convs(spec, nxt)
             if composed is None:
                 reasons.append(f"{current[-1].name} -> {node.name}: {why}")
@@ -562,8 +568,8 @@ class _Semantics:
             self.skip(chain[-1].name, "conv chain", "not one convolution (so not compared): "
                       + "; ".join(reasons), reason="not-one-conv")
 
-    def _label(self, mods: list[nn.Module]) -> str:
-        def nontrivial(m: nn.Module) -> set[int]:
+    def _label(self, mods: list[_ConvNd]) -> str:
+        def nontrivial(m: _ConvNd) -> set[int]:
             return {a for a, k in enumerate(m.kernel_size) if k > 1}
 
         if len(mods) == 2:
@@ -583,8 +589,10 @@ class _Semantics:
         return f"chain of {len(mods)} convs == their composed conv"
 
     def _check_segment(self, seg: list[fx.Node]) -> None:
-        mods = [self._conv_module(n) for n in seg]
-        spec, _ = ref.compose_chain([self._spec(m) for m in mods])
+        mods = [cast(_ConvNd, self._conv_module(n)) for n in seg]  # a chain: all convs
+        spec, why = ref.compose_chain([self._spec(m) for m in mods])
+        if spec is None:
+            raise InternalError(f"conv segment ending at '{seg[-1].name}' does not compose: {why}")
         nd = spec.nd
         k = spec.weight.shape[2:]
         sizes = [max(spec.dilation[a] * (k[a] - 1) + 1 - spec.pad_left[a] - spec.pad_right[a],
@@ -595,7 +603,7 @@ class _Semantics:
             for m in mods:
                 want = self.real(m)(want)
             got = spec(x)
-        got = got[(slice(None), slice(None), *(slice(0, n) for n in want.shape[2:]))]
+        got = got[(slice(None), slice(None)) + tuple(slice(0, n) for n in want.shape[2:])]
         label = self._label(mods)
         self.row(seg[-1].name, label + f" ({', '.join(n.name for n in seg)})",
                  ref.rel_error(got, want))
@@ -673,7 +681,12 @@ class _Semantics:
 
     def _check_shuffle_idiom(self, src: fx.Node, end: fx.Node, chain: list[fx.Node],
                              groups: int) -> None:
-        shape = tuple(_first_tensor(self.meta.values[src.name]).shape)
+        if self.meta is None:
+            raise InternalError("channel-shuffle idiom found without a meta run")
+        first = _first_tensor(self.meta.values[src.name])
+        if first is None:
+            raise InternalError(f"no tensor value for node '{src.name}' in the meta run")
+        shape = tuple(first.shape)
         order = list(self.gm.graph.nodes)
         start, stop = order.index(src), order.index(end)
         interp = fx.Interpreter(self.gm, garbage_collect_values=False)

@@ -134,7 +134,7 @@ def probe_graph_module(gm: fx.GraphModule) -> fx.GraphModule:
         elif node.op == "get_attr":
             root[str(node.target)] = resolve_attr(gm, str(node.target))
         elif node.op == "call_function" and node.target in _INPLACE_FUNCTIONS:
-            node.target = _INPLACE_FUNCTIONS[node.target]  # type: ignore[index]
+            node.target = _INPLACE_FUNCTIONS[node.target]
         elif (node.op == "call_method" and isinstance(node.target, str)
               and node.target.endswith("_") and not node.target.startswith("_")
               and callable(getattr(torch.Tensor, node.target[:-1], None))):
@@ -154,14 +154,20 @@ class _Prober:
         self.order = [n for n in self.gm.graph.nodes]
         self.by_name = {n.name: n for n in self.order}
         self._anc: dict[str, set[str]] = {}
+        self._graph: Any = None  # networkx.DiGraph of the probe graph, built on first use
 
     def ancestors(self, name: str) -> set[str]:
+        """``name`` and every node it depends on in the probe graph (networkx: no recursion, so
+        a chain of thousands of layers is fine)."""
         if name not in self._anc:
-            node = self.by_name[name]
-            out = {name}
-            for inp in node.all_input_nodes:
-                out |= self.ancestors(inp.name)
-            self._anc[name] = out
+            import networkx as nx
+
+            if self._graph is None:
+                self._graph = nx.DiGraph()
+                self._graph.add_nodes_from(n.name for n in self.order)
+                self._graph.add_edges_from((i.name, n.name) for n in self.order
+                                           for i in n.all_input_nodes)
+            self._anc[name] = nx.ancestors(self._graph, name) | {name}
         return self._anc[name]
 
     def run(self, shape: Sequence[int], wanted: Iterable[str], grad: bool = True,
