@@ -289,10 +289,11 @@ class _LinearizedForward(nn.Module):
         def pool(x: torch.Tensor, *a: Any, **kw: Any) -> Any:
             return linear_max_pool(x, self.nd, *a, **kw)
 
-        def pad(x: torch.Tensor, padding: Any, mode: str = "constant", value: Any = None) -> Any:
+        def pad(input: torch.Tensor, pad: Any, mode: str = "constant", value: Any = None,
+                ) -> Any:  # F.pad's own parameter names: F.pad(x, pad=...) works
             if value is not None and not math.isfinite(value):
                 value = 0.0
-            return saved_pad(x, padding, mode, value)
+            return saved_pad(input, pad, mode, value)
 
         setattr(F, name, pool)
         F.pad = pad  # type: ignore[assignment]  # temporary patch: same call as F.pad
