@@ -450,6 +450,29 @@ def channel_shuffle_permutation(channels: int, groups: int) -> list[int]:
     return [(j % groups) * per + j // groups for j in range(channels)]
 
 
+def pixel_shuffle_reference(x: torch.Tensor, r: int) -> torch.Tensor:
+    """``PixelShuffle(r)`` from its definition, one sub-pixel phase at a time:
+    out[n, c, h·r + i, w·r + j] = x[n, c·r² + i·r + j, h, w]."""
+    n, channels, h, w = x.shape
+    c = channels // (r * r)
+    out = x.new_zeros(n, c, h * r, w * r)
+    for i in range(r):
+        for j in range(r):
+            out[:, :, i::r, j::r] = x[:, [k * r * r + i * r + j for k in range(c)]]
+    return out
+
+
+def pixel_unshuffle_reference(x: torch.Tensor, r: int) -> torch.Tensor:
+    """``PixelUnshuffle(r)``, the inverse:
+    out[n, c·r² + i·r + j, h, w] = x[n, c, h·r + i, w·r + j]."""
+    n, c, h, w = x.shape
+    out = x.new_zeros(n, c * r * r, h // r, w // r)
+    for i in range(r):
+        for j in range(r):
+            out[:, [k * r * r + i * r + j for k in range(c)]] = x[:, :, i::r, j::r]
+    return out
+
+
 # -- chains of convolutions -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ConvSpec:

@@ -324,3 +324,47 @@ def test_the_architecture_docs_example_rule_runs():
     finally:
         rfgraph.unregister_rule(MyBlur)
     assert base.lookup_module(MyBlur(3, 1)) is None
+
+
+def test_every_window_like_module_has_a_semantics_reference_or_a_reason():
+    """verify's layer semantics: every module class with a conv/pool/resize/shuffle/pad rule is
+    checked against an independent reference (rfgraph/verify/layers.py REFERENCE_MODULES) or
+    declared without one, with the reason (NO_REFERENCE)."""
+    from rfgraph.verify.layers import NO_REFERENCE, REFERENCE_MODULES
+
+    families = (Family.CONV, Family.POOL, Family.RESIZE, Family.SHUFFLE, Family.PAD)
+    missing = [key.__name__ for key, (_, family) in base.builtin_rules().items()
+               if isinstance(key, type) and issubclass(key, nn.Module) and family in families
+               and not issubclass(key, (*REFERENCE_MODULES, *NO_REFERENCE))]
+    assert not missing, f"no semantics reference and no declared reason: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("layer", [nn.PixelShuffle(2), nn.PixelUnshuffle(3)])
+def test_pixel_shuffle_semantics_are_checked_and_a_wrong_one_fails(layer):
+    import types
+
+    from rfgraph.verify import verify
+
+    n_in = 8 if isinstance(layer, nn.PixelShuffle) else 2
+    model = nn.Sequential(nn.Conv2d(2, n_in, 1), layer).eval()
+    a = rfgraph.analyze(model, (1, 2, "H", "W"))
+    report = verify(a, at=[{"H": 6, "W": 6}], checks=["semantics"])
+    (row,) = [r for r in report.rows if r.node == "_1"]
+    assert row.status == "pass" and "index map" in row.what
+    # a layer that permutes wrongly (columns mirrored) must fail
+    original = type(layer).forward
+    layer.forward = types.MethodType(lambda self, x: original(self, x).flip(-1), layer)
+    report = verify(rfgraph.analyze(model, (1, 2, "H", "W")), at=[{"H": 6, "W": 6}],
+                    checks=["semantics"])
+    (row,) = [r for r in report.rows if r.node == "_1"]
+    assert row.status == "fail"
+
+
+def test_a_pool_subclass_is_checked_with_its_base_classes_dimension():
+    from rfgraph.verify import verify
+
+    a = rfgraph.analyze(nn.Sequential(FancyPool(3, 2, 1)).eval(), (1, 2, "H", "W"))
+    report = verify(a, at=[{"H": 9, "W": 8}], checks=["semantics"])
+    rows = [r for r in report.rows if r.node == "_0"]
+    assert rows and all(r.status == "pass" for r in rows), [r.detail for r in rows]
+    assert any("max pool == window reference" in r.what for r in rows)

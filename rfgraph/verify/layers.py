@@ -24,6 +24,7 @@ from .. import semantics as ref
 from ..errors import InternalError
 from ..execute import MetaExecutor, tensors_in
 from ..probe import aten_op
+from ..rules.pool import _pool_nd
 from ..util import conv_padding, first_line, lookup, ntuple, resolve_attr
 from .probing import _first_tensor
 from .report import NODE_BUDGET, CheckRow, _Progress
@@ -45,6 +46,20 @@ for _nd in (1, 2, 3):
 _CONV_FUNCS = {getattr(F, f"conv{_nd}d"): ("conv", _nd) for _nd in (1, 2, 3)}
 _CONV_FUNCS.update({getattr(F, f"conv_transpose{_nd}d"): ("convt", _nd) for _nd in (1, 2, 3)})
 _SHUFFLE_FUNCS = {F.channel_shuffle}
+#: modules checked against an independent reference (rfgraph/semantics.py);
+#: tests/test_registry.py checks that every window-like module with a rule is here or in
+#: NO_REFERENCE
+REFERENCE_MODULES: tuple[type[nn.Module], ...] = (
+    nn.modules.conv._ConvNd, nn.ChannelShuffle, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle,
+    nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
+#: window-like modules with a rule but no semantics reference, and why that is enough
+NO_REFERENCE: dict[type[nn.Module], str] = {
+    cls: "padding copies elements: its shape and field are checked by verify's shape and rf "
+         "checks, and its values are torch's own"
+    for cls in (nn.modules.padding._ConstantPadNd, nn.modules.padding._ReflectionPadNd,
+                nn.modules.padding._ReplicationPadNd, nn.modules.padding._CircularPadNd)
+}
 
 
 for _nd in (1, 2, 3):  # the ATen twins found in torch.export graphs take the same arguments
@@ -166,11 +181,7 @@ class _Semantics:
         for node in self.gm.graph.nodes:
             if node.op == "call_module":
                 mod = self.gm.get_submodule(str(node.target))
-                if isinstance(mod, (nn.modules.conv._ConvNd, nn.ChannelShuffle, nn.Upsample,
-                                    nn.modules.pooling._MaxPoolNd,
-                                    nn.modules.pooling._AvgPoolNd,
-                                    nn.modules.pooling._AdaptiveAvgPoolNd,
-                                    nn.modules.pooling._AdaptiveMaxPoolNd)):
+                if isinstance(mod, REFERENCE_MODULES):
                     out.append(node)
             elif node.op == "call_function" and (
                     lookup(_POOL_FUNCS, node.target) or lookup(_CONV_FUNCS, node.target)
@@ -223,6 +234,8 @@ class _Semantics:
             elif isinstance(mod, nn.ChannelShuffle):
                 self._shuffle(node.name, lambda x: mod(x), int(mod.groups),
                               self._in_channels(node, 2 * int(mod.groups)))
+            elif isinstance(mod, (nn.PixelShuffle, nn.PixelUnshuffle)):
+                self._pixel_shuffle(node.name, mod)
             else:
                 self._pool_module(node, mod)
             return
@@ -418,9 +431,21 @@ class _Semantics:
         self.row(name, f"channel shuffle == a permutation ({groups} groups)",
                  ref.rel_error(x[:, perm], want))
 
+    def _pixel_shuffle(self, name: str, mod: nn.PixelShuffle | nn.PixelUnshuffle) -> None:
+        if isinstance(mod, nn.PixelShuffle):
+            r = int(mod.upscale_factor)
+            x = self.randn(2, 3 * r * r, 3, 4)
+            want, what = ref.pixel_shuffle_reference(x, r), f"pixel shuffle ×{r} == index map"
+        else:
+            r = int(mod.downscale_factor)
+            x = self.randn(2, 3, 3 * r, 4 * r)
+            want, what = ref.pixel_unshuffle_reference(x, r), f"pixel unshuffle ×{r} == index map"
+        with torch.no_grad():
+            got = mod(x)
+        self.row(name, what, ref.rel_error(want, got))
+
     def _pool_module(self, node: fx.Node, mod: nn.Module) -> None:
-        name = type(mod).__name__
-        nd = int(name[-2])
+        nd = _pool_nd(mod)  # from the torch base class: a user's FancyPool(nn.MaxPool2d) is 2-D
         kw: dict[str, Any]
         if isinstance(mod, nn.modules.pooling._MaxPoolNd):
             kw = {"kernel_size": mod.kernel_size, "stride": mod.stride, "padding": mod.padding,
