@@ -6,6 +6,8 @@ along channels; ``merge_rfs``) and the field of a concatenation along the axis i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import overload
 
 import sympy
 from sympy import Expr, Integer
@@ -116,7 +118,17 @@ def _at_most(a: Expr, b: Expr) -> bool:
     return bool(d is not None and d >= 0)
 
 
-def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool],
+@overload
+def merge_rfs(rfs: Sequence[AxisRF], broadcast: list[bool],
+              lengths: list[Expr | None] | None = None) -> AxisRF: ...
+
+
+@overload
+def merge_rfs(rfs: Sequence[AxisRF | None], broadcast: list[bool],
+              lengths: list[Expr | None] | None = None) -> AxisRF | None: ...
+
+
+def merge_rfs(rfs: Sequence[AxisRF | None], broadcast: list[bool],
               lengths: list[Expr | None] | None = None) -> AxisRF | None:
     """Union of the fields of the inputs of an add/mul/cat at each output position.
 
@@ -133,11 +145,11 @@ def merge_rfs(rfs: list[AxisRF | None], broadcast: list[bool],
         return unique[0]
     out = _merge(present, unique, broadcast, lengths)
     run = min(r.pad_run for r in unique)
-    return out if out is None or out.pad_run == run or out in unique else out.with_pad_run(run)
+    return out if out.pad_run == run or out in unique else out.with_pad_run(run)
 
 
 def _merge(present: list[AxisRF], unique: list[AxisRF], broadcast: list[bool],
-           lengths: list[Expr | None] | None) -> AxisRF | None:
+           lengths: list[Expr | None] | None) -> AxisRF:
     merged_global = _merge_with_global(present, broadcast, lengths)
     if merged_global is not None:
         return merged_global
@@ -168,12 +180,13 @@ def _merge(present: list[AxisRF], unique: list[AxisRF], broadcast: list[bool],
     for r in unique:
         notes += tuple(n for n in r.notes if n not in notes)
     reason = join_reasons(reasons)
-    if all(r.affine is not None for r in unique) and len({r.affine[1] for r in unique}) == 1:
-        lo = smallest([r.affine[2] for r in unique])
-        hi = largest([r.affine[2] + r.affine[0] - 1 for r in unique])
+    affines = [r.affine for r in unique if r.affine is not None]
+    if len(affines) == len(unique) and len({a[1] for a in affines}) == 1:
+        lo = smallest([a[2] for a in affines])
+        hi = largest([a[2] + a[0] - 1 for a in affines])
         width = sympy.expand(hi - lo + 1)
         if width.is_Integer:  # offsets that differ by numbers: still one affine field
-            j = unique[0].affine[1]
+            j = affines[0][1]
             return _affine_rf(int(width), j, lo, aligned, reason, notes)._upper_if(
                 any(r.upper for r in unique))
 
@@ -205,8 +218,9 @@ def _merge_with_global(present: list[AxisRF], broadcast: list[bool],
     globals_ = list({id(r): r for r in present if r._extent is not None}.values())
     if not globals_:
         return None
-    lo = smallest([g._extent[0] for g in globals_])
-    hi = largest([g._extent[1] for g in globals_])
+    extents = [g._extent for g in globals_ if g._extent is not None]  # (every one of them)
+    lo = smallest([e[0] for e in extents])
+    hi = largest([e[1] for e in extents])
     sources = {id(g._source) for g in globals_ if g._source is not None}
     local_jumps: list[Expr] = []
     seen: set[int] = set()

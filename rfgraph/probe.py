@@ -296,7 +296,7 @@ class _LinearizedForward(nn.Module):
             return saved_pad(input, pad, mode, value)
 
         setattr(F, name, pool)
-        F.pad = pad  # type: ignore[assignment]  # temporary patch: same call as F.pad
+        F.pad = pad  # temporary patch: same call as F.pad
         try:
             return self.pool(*args, **kwargs)
         finally:

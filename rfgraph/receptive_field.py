@@ -21,6 +21,7 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import sympy
 from sympy import Expr, Integer, Max, Min
@@ -32,7 +33,8 @@ __all__ = ["AxisRF", "global_rf", "identity_rf", "Y", "IndexMap"]  # Y, IndexMap
 # build their own index maps
 
 IndexMap = Callable[[Expr], Expr]
-TapMap = Callable[[Expr], list[Expr]]
+#: the elements output y really reads; None: not known at this y (first(y) .. last(y) then)
+TapMap = Callable[[Expr], list[Expr] | None]
 
 
 #: sizes (symbol -> Integer) at which an evaluated analysis is being annotated: a comparison
@@ -330,7 +332,8 @@ class AxisRF:
         notes = self.notes + ((note,) if note and note not in self.notes else ())
         if self._extent is not None and not gaps:  # global: every element has the same field
             return self.as_global(jump, notes)
-        flags = dict(is_global=self.is_global, periodic=self.periodic and periodic)
+        flags: dict[str, Any] = dict(is_global=self.is_global,
+                                     periodic=self.periodic and periodic)
         if not (self.monotone and monotone):
             out = self._compose_any(first, last, jump, period, notes, taps, gaps, flags)
             if covers:
@@ -568,10 +571,10 @@ class AxisRF:
                     largest([self._eval(1, y) for y in ys]))
         if self._pieces is not None:  # a concatenation: its pieces' unions
             bounds = []
-            last = len(self._pieces) - 1
+            final = len(self._pieces) - 1
             for k, (piece, off, length) in enumerate(self._pieces):
                 a = sympy.expand(lo - off) if k == 0 else Integer(0)
-                b = sympy.expand(hi - off) if k == last else sympy.expand(length - 1)
+                b = sympy.expand(hi - off) if k == final else sympy.expand(length - 1)
                 bounds.append(piece._union_range(a, b))
             return smallest([b[0] for b in bounds]), largest([b[1] for b in bounds])
         if self._derived is not None:  # a window whose reads cover its base contiguously

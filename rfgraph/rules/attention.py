@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from sympy import Expr, Integer
 from torch import nn
 
-from ..errors import RuleError, Unsupported
+from ..errors import InternalError, RuleError, Unsupported
 from ..field_merge import merge_rfs
 from ..kinds import Family, Kind
 from ..receptive_field import AxisRF
@@ -103,9 +103,9 @@ def _contract(call: Call, operands: Sequence[TensorInfo], labels: Sequence[Seque
     for srcs in sources:
         found = [operands[i].axes[d] for i, d in srcs if operands[i].axes[d] is not None]
         axes.append(found[0] if found else None)
-    for a in {a for a in axes if a is not None}:  # one axis on two output dims: not modelled
-        if axes.count(a) > 1:
-            axes = [None if b == a else b for b in axes]
+    for ax in {a for a in axes if a is not None}:  # one axis on two output dims: not modelled
+        if axes.count(ax) > 1:
+            axes = [None if b == ax else b for b in axes]
     carried = {(i, d): axes[k] for k, srcs in enumerate(sources) for i, d in srcs}
 
     collapse = _Collapser()
@@ -115,10 +115,10 @@ def _contract(call: Call, operands: Sequence[TensorInfo], labels: Sequence[Seque
         rf = list(t.rf)
         for d in range(t.ndim):
             a = t.axes[d]
-            if a is None or rf[a] is None or t.shape[d] == 1:
+            if a is None or (field := rf[a]) is None or t.shape[d] == 1:
                 continue
             if carried.get((i, d)) != a or d in forced[i]:  # summed, or not kept as this axis
-                rf[a] = collapse(rf[a], t.shape[d])
+                rf[a] = collapse(field, t.shape[d])
         fields.append(rf)
 
     n_axes = len(operands[0].rf)
@@ -262,8 +262,8 @@ def _parse_einsum(call: Call, equation: str, operands: Sequence[TensorInfo],
     if arrow:
         head, has_ell, tail = rhs.partition("...")
         out: list[Label] = [*head, *(ellipsis if has_ell else []), *tail]
-        letters = [lab for lab in out if isinstance(lab, str)]
-        if len(set(letters)) != len(letters):
+        out_letters = [lab for lab in out if isinstance(lab, str)]
+        if len(set(out_letters)) != len(out_letters):
             raise RuleError(f"{call.where()}: output subscript repeated in {equation!r}")
     else:
         counts: dict[str, int] = {}
@@ -356,7 +356,7 @@ def _check_width(call: Call, size: Expr, want: int, what: str) -> list[Expr]:
 
 @register(nn.MultiheadAttention, family=Family.ATTENTION)
 def multihead_attention(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(nn.MultiheadAttention)
     q, k, v = call.tensor(0, "query"), call.tensor(1, "key"), call.tensor(2, "value")
     need_weights = bool(call.arg(4, "need_weights", True))
     average = bool(call.arg(6, "average_attn_weights", True))
@@ -390,8 +390,8 @@ def multihead_attention(call: Call) -> OpResult:
                 + 2 * n_q * s_att * e + n_q * e * e)
     weights = None
     if need_weights:
-        w_labels: list[Label] = (["N"] if batched else []) + ([] if average else ["heads"]) \
-            + ["L", "S_att"]
+        w_labels: list[Label] = [*(["N"] if batched else []), *([] if average else ["heads"]),
+                                 "L", "S_att"]
         weights, _, _ = _contract(call, operands, labels, w_labels,
                                   extra_sizes={"heads": Integer(heads), "S_att": s_att},
                                   also_collapse=also)
@@ -418,7 +418,10 @@ def tv_patch_merging_pad(call: Call) -> OpResult:
     parts = [index_tensor(call, padded.value, (Ellipsis, slice(a, None, 2), slice(b, None, 2),
                                                slice(None))).value
              for a, b in ((0, 0), (1, 0), (0, 1), (1, 1))]
-    cat = lookup(torch.cat)[0]
+    found = lookup(torch.cat)
+    if found is None:  # (rfgraph has a rule for torch.cat)
+        raise InternalError(f"{call.where()}: no rule for torch.cat")
+    cat = found[0]
     merged = cat(Call(call.node, None, call.module_name, torch.cat, (parts, -1), {}, call.at))
     merged.notes = padded.notes + merged.notes
     merged.kind, merged.family = Kind.LAYER, Family.SHAPE
@@ -458,8 +461,8 @@ def _tv_window_attention(call: Call) -> OpResult:
     rf = list(x.rf)
     for d in (1, 2):
         a = x.axes[d]
-        if a is not None and rf[a] is not None and not rf[a].is_global:
-            rf[a] = rf[a].collapsed(x.shape[d])
+        if a is not None and (field := rf[a]) is not None and not field.is_global:
+            rf[a] = field.collapsed(x.shape[d])
     note = (f"window attention ({ws[0]}×{ws[1]} windows on the map padded to "
             f"{ph}×{pw}): field taken as global (an upper bound: each token sees its window)")
     rf = [r.upper_bound(note) if r is not None else None for r in rf]

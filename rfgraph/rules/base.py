@@ -12,17 +12,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import sympy
 from sympy import Expr, Integer
 from torch import nn
 
-from ..errors import RuleError, Unsupported  # noqa: F401  (Unsupported: re-exported)
+from ..errors import InternalError, RuleError, Unsupported  # noqa: F401  (Unsupported: re-exported)
 from ..kinds import Family, Kind
+from ..receptive_field import AxisRF
 from ..tensor import AXIS_LETTERS, MinSizes, TensorInfo, Window
 
 Key = type | Callable | str
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass
@@ -45,6 +47,21 @@ class Call:
         if self.at is None:
             return sympy.sympify(expr)
         return sympy.sympify(expr).xreplace({k: Integer(v) for k, v in self.at.items()})
+
+    @overload
+    def mod(self) -> nn.Module: ...
+
+    @overload
+    def mod(self, kind: type[M]) -> M: ...
+
+    def mod(self, kind: type[nn.Module] = nn.Module) -> nn.Module:
+        """The module of a module rule's node, as a ``kind`` (the class the rule is registered
+        for, or a torch base of those), so that its attributes are typed. Module rules are only
+        called with a module of their class: anything else is a bug in rfgraph."""
+        if not isinstance(self.module, kind):
+            got = type(self.module).__name__ if self.module is not None else "no module"
+            raise InternalError(f"{self.where()}: a rule for {kind.__name__} got {got}")
+        return self.module
 
     def arg(self, index: int, name: str, default: Any = None) -> Any:
         if name in self.kwargs:
@@ -293,6 +310,14 @@ def _target_name(target: Any) -> str:
 
 def target_name(target: Any) -> str:
     return _target_name(target)
+
+
+def known(rf: AxisRF | None) -> AxisRF:
+    """``rf`` where a field is there by construction (the axis was checked to have one): a
+    None is a bug in rfgraph."""
+    if rf is None:
+        raise InternalError("a field expected here is unknown")
+    return rf
 
 
 def ntuple(value: Any, n: int) -> tuple:

@@ -8,6 +8,7 @@ import sympy
 import torch.nn.functional as F
 from sympy import Expr, Integer
 from torch import nn
+from torch.nn.modules.conv import _ConvNd
 
 from ..errors import RuleError
 from ..kinds import Family
@@ -95,13 +96,13 @@ def conv_core(call: Call, x: TensorInfo, nd: int, in_ch: int, out_ch: int, kerne
 
 
 # -- modules --------------------------------------------------------------------------------------
-def _conv_nd(module: nn.Module) -> int:
+def _conv_nd(module: _ConvNd) -> int:
     return len(module.kernel_size)
 
 
 @register(nn.Conv1d, nn.Conv2d, nn.Conv3d, family=Family.CONV)
 def conv_module(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(_ConvNd)
     return conv_core(call, call.tensor(), _conv_nd(m), m.in_channels, m.out_channels,
                      m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
                      m.bias is not None, m.padding_mode)

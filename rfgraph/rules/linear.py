@@ -34,7 +34,7 @@ def linear_core(call: Call, x: TensorInfo, in_f: int, out_f: int, bias: bool) ->
 
 @register(nn.Linear, family=Family.LINEAR)
 def linear_module(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(nn.Linear)
     return linear_core(call, call.tensor(), m.in_features, m.out_features, m.bias is not None)
 
 
@@ -65,7 +65,7 @@ def flatten_core(call: Call, x: TensorInfo, start: int, end: int) -> OpResult:
 
 @register(nn.Flatten, family=Family.SHAPE)
 def flatten_module(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(nn.Flatten)
     return flatten_core(call, call.tensor(), m.start_dim, m.end_dim)
 
 
@@ -86,7 +86,7 @@ def recurrent(call: Call) -> OpResult:
     T·B·(in_l + H)·G·H (G = 3 gates for GRU, 1 for RNN), as FlopCounterMode counts them. The
     field along the sequence is taken as global (exact for h_n and bidirectional outputs; an
     upper bound for a one-way output, whose step t reads steps 0..t)."""
-    m = call.module
+    m = call.mod(nn.RNNBase)
     gates = _GATES.get(type(m))
     if gates is None:
         raise Unsupported(f"{call.where()}: {type(m).__name__} is not modelled")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import sympy
 import torch
@@ -15,9 +17,10 @@ from sympy import Expr, Integer
 from ..errors import RuleError, Unsupported
 from ..field_merge import concat_rfs, merge_rfs
 from ..kinds import Family, Kind
+from ..receptive_field import AxisRF
 from ..symbolic import ceildiv
 from ..tensor import TensorInfo
-from .base import Call, OpResult, register
+from .base import Call, OpResult, known, register
 from .shape import _eq, index_tensor
 
 
@@ -53,10 +56,10 @@ def _broadcast(call: Call, tensors: list[TensorInfo]) -> tuple[TensorInfo, list[
     for a in range(n_axes):
         fields, bcast, lengths = [], [], []
         for t in live:
-            d = t.dim_of_axis(a)
+            dim = t.dim_of_axis(a)
             fields.append(t.rf[a] if a < len(t.rf) else None)
-            bcast.append(d is None or t.shape[d] == 1)
-            lengths.append(None if d is None else t.shape[d])
+            bcast.append(dim is None or t.shape[dim] == 1)
+            lengths.append(None if dim is None else t.shape[dim])
         rf.append(merge_rfs(fields, bcast, lengths))
     _padding_merge(rf, live)
     const = all(t.const for t in tensors)
@@ -65,7 +68,7 @@ def _broadcast(call: Call, tensors: list[TensorInfo]) -> tuple[TensorInfo, list[
     return TensorInfo(tuple(shape), tuple(axes), tuple(rf), const, varies=varies), conditions
 
 
-def _padding_merge(rf: list, branches: list[TensorInfo]) -> None:
+def _padding_merge(rf: list, branches: Sequence[TensorInfo]) -> None:
     """A branch with elements that read only padding (a constant pad of an intermediate
     tensor) takes part in the union with the virtual extension of its field, which may cover
     real pixels it never reads, along this axis or (as the whole element is padding) along the
@@ -170,7 +173,7 @@ def addcmul(call: Call) -> OpResult:
 
 
 # -- size comparisons and asserts: conditions on the input sizes -----------------------------------
-_RELATIONS = {
+_RELATIONS: dict[Any, Callable[..., Any]] = {
     operator.eq: sympy.Eq, operator.ne: sympy.Ne, operator.lt: sympy.Lt, operator.le: sympy.Le,
     operator.gt: sympy.Gt, operator.ge: sympy.Ge,
 }
@@ -193,6 +196,8 @@ def compare(call: Call) -> OpResult:
         name = call.target if isinstance(call.target, str) else call.target.__name__
         rel = _RELATIONS.get(getattr(operator, name.strip("_"), None))
     a, b = call.args[:2]
+    if rel is None:
+        raise Unsupported(f"{call.where()}: cannot compare {a!r} and {b!r}")
     try:
         value = rel(sympy.sympify(a), sympy.sympify(b))
     except (TypeError, sympy.SympifyError) as exc:
@@ -250,7 +255,7 @@ def concatenate(call: Call) -> OpResult:
     shape = list(first.shape)
     shape[d] = sympy.expand(sum((t.shape[d] for t in tensors), Integer(0)))
     notes: list[str] = []
-    rf = []
+    rf: list[AxisRF | None] = []
     needs_at = False
     for a in range(len(first.rf)):
         if first.axes[d] == a:
@@ -285,7 +290,7 @@ def concatenate(call: Call) -> OpResult:
                     needs_at=needs_at)
 
 
-def _cat_channels(tensors: list[TensorInfo], d: int) -> tuple[tuple | None, bool]:
+def _cat_channels(tensors: Sequence[TensorInfo], d: int) -> tuple[tuple | None, bool]:
     """(per-channel fields, varies) of a concatenation along dim ``d``: along the channel dim
     the channels are the inputs' channels one after the other."""
     live = [t for t in tensors if not t.const]
@@ -296,9 +301,10 @@ def _cat_channels(tensors: list[TensorInfo], d: int) -> tuple[tuple | None, bool
     if not varies:
         return None, False
     parts = [t.channel_fields() for t in tensors]
-    if any(p is None for p in parts):
+    known_parts = [p for p in parts if p is not None]
+    if len(known_parts) != len(parts):
         return None, True
-    return tuple(f for p in parts for f in p), True
+    return tuple(f for p in known_parts for f in p), True
 
 
 @register(torch.stack, family=Family.MERGE)
@@ -426,8 +432,12 @@ def unbind(call: Call) -> OpResult:
     for i in range(int(n)):
         rf = list(x.rf)
         if a is not None and rf[a] is not None:
-            old = rf[a]  # piece i is position i of the axis
-            rf[a] = old.compose(lambda y, i=i: Integer(i), lambda y, i=i: Integer(i), old.jump, 1)
+            old = known(rf[a])  # piece i is position i of the axis
+
+            def at_i(y: Expr, i: int = i) -> Expr:
+                return Integer(i)
+
+            rf[a] = old.compose(at_i, at_i, old.jump, 1)
         keep = [k for k in range(x.ndim) if k != d]
         pieces.append(TensorInfo(tuple(x.shape[k] for k in keep), tuple(x.axes[k] for k in keep),
                                  tuple(rf), x.const))

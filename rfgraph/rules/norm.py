@@ -6,7 +6,8 @@ RMS, local response; ``F.normalize`` makes its dim global) and softmax (its dim 
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 
 import sympy
 import torch
@@ -18,7 +19,7 @@ from ..errors import RuleError, Unsupported
 from ..kinds import Family, Kind
 from ..tensor import TensorInfo
 from .attention import _check_width, _Collapser
-from .base import Call, OpResult, prod, register, register_names
+from .base import Call, OpResult, known, prod, register, register_names
 from .tensors import _with_dtype
 
 # -- transparent: shape and field pass through -----------------------------------------------------
@@ -29,7 +30,8 @@ ACTIVATIONS = (
 )
 DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
             nn.FeatureAlphaDropout)
-FUNCTIONAL_TRANSPARENT = tuple(dict.fromkeys((  # some F.* are the torch.* objects
+#: (some F.* are the torch.* objects)
+FUNCTIONAL_TRANSPARENT: tuple[Callable, ...] = tuple(dict.fromkeys((
     F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish,
     F.hardsigmoid, F.hardtanh, F.softplus, F.sigmoid, F.tanh, F.dropout, F.dropout1d,
     F.dropout2d, F.dropout3d, torch.relu, torch.sigmoid, torch.tanh, F.relu_, torch.relu_,
@@ -70,10 +72,12 @@ def transparent_call(call: Call) -> OpResult:
 
 
 # -- regularisers that are identity in eval mode ---------------------------------------------------
-_MORE_DROPOUTS = tuple(f for f in dict.fromkeys((
+_DROPOUT_FUNCTIONS: tuple[Callable, ...] = (
     F.alpha_dropout, F.feature_alpha_dropout, torch.dropout, torch.alpha_dropout,
     torch.feature_dropout, torch.feature_alpha_dropout,
-)) if f not in FUNCTIONAL_TRANSPARENT)
+)
+_MORE_DROPOUTS = tuple(f for f in dict.fromkeys(_DROPOUT_FUNCTIONS)
+                       if f not in FUNCTIONAL_TRANSPARENT)
 
 
 @register(*_MORE_DROPOUTS, "dropout", family=Family.OTHER)
@@ -168,7 +172,7 @@ def cumulative(call: Call) -> OpResult:
     rf = list(x.rf)
     a = x.axes[d]
     if a is not None and rf[a] is not None:
-        old = rf[a]
+        old = known(rf[a])
         if old.is_global:
             pass
         else:
@@ -180,10 +184,12 @@ def cumulative(call: Call) -> OpResult:
 @register(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
           nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, family=Family.NORM)
 def channel_norm(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod()
     res = _passthrough(call, Family.NORM)
     affine = getattr(m, "affine", False)
-    channels = getattr(m, "num_features", None) or getattr(m, "num_channels", None)
+    # (batch and instance norms have num_features, GroupNorm num_channels)
+    channels = typing.cast(int, getattr(m, "num_features", None)
+                           or getattr(m, "num_channels", None))
     if affine:
         res.params, res.params_formula = 2 * channels, f"2·C = 2·{channels}"
     return res
@@ -191,7 +197,7 @@ def channel_norm(call: Call) -> OpResult:
 
 @register(nn.LayerNorm, family=Family.NORM)
 def layer_norm(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(nn.LayerNorm)
     res = _passthrough(call, Family.NORM)
     if m.elementwise_affine:
         n = int(prod(m.normalized_shape))
@@ -219,8 +225,8 @@ def _rms_core(call: Call, x: TensorInfo, normalized: Sequence[int]) -> OpResult:
     collapse = _Collapser()
     for d in dims:
         a = x.axes[d]
-        if a is not None and rf[a] is not None and x.shape[d] != 1:
-            rf[a] = collapse(rf[a], x.shape[d])
+        if a is not None and (field := rf[a]) is not None and x.shape[d] != 1:
+            rf[a] = collapse(field, x.shape[d])
     return OpResult(x.with_shape(x.shape, rf=rf), kind=Kind.TRANSPARENT, family=Family.NORM,
                     conditions=conditions)
 
@@ -233,7 +239,7 @@ def _as_shape(value) -> list[int]:
 
 @register(nn.RMSNorm, family=Family.NORM)
 def rms_norm_module(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(nn.RMSNorm)
     res = _rms_core(call, call.tensor(), list(m.normalized_shape))
     if m.elementwise_affine:
         res.params = int(prod(m.normalized_shape))
@@ -261,7 +267,9 @@ def normalize(call: Call) -> OpResult:
           "log_softmax", family=Family.ACTIVATION)
 def softmax(call: Call) -> OpResult:
     x = call.tensor(0, "input")
-    dim = call.arg(1, "dim") if call.module is None else call.module.dim
+    # (nn.Softmax and nn.LogSoftmax declare dim: int | None, but share no base declaring it)
+    dim = (call.arg(1, "dim") if call.module is None
+           else typing.cast("int | None", call.mod().dim))
     if dim is None:
         raise RuleError(f"{call.where()}: softmax needs an explicit dim")
     rf = x.collapsed_rf([dim % x.ndim])  # every output reads the whole axis

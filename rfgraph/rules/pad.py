@@ -4,6 +4,9 @@ circular; symbolic amounts such as U-Net's ``diff // 2``): the offset moves by `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import sympy
 import torch.nn.functional as F
 from sympy import Expr
@@ -13,7 +16,7 @@ from ..errors import RuleError
 from ..kinds import Family, Kind
 from ..symbolic import ceildiv, floordiv
 from ..tensor import TensorInfo
-from .base import Call, OpResult, register
+from .base import Call, OpResult, known, register
 
 
 # -- padding ---------------------------------------------------------------------------------------
@@ -98,15 +101,18 @@ def pad_core(call: Call, x: TensorInfo, pad, mode: str) -> OpResult:
         axis = x.axes[d]
         if axis is not None and rf[axis] is not None:
             if isinstance(left, int):
-                rf[axis] = rf[axis].through_window(1, 1, left)
+                rf[axis] = known(rf[axis]).through_window(1, 1, left)
             else:  # symbolic padding (e.g. U-Net's diff // 2): exact through the map
-                old = rf[axis]
-                rf[axis] = old.compose(lambda y, le=left: y - le, lambda y, le=left: y - le,
-                                       old.jump, old.period)
+                old = known(rf[axis])
+
+                def shift(y: Expr, le: Expr = left) -> Expr:
+                    return y - le
+
+                rf[axis] = old.compose(shift, shift, old.jump, old.period)
             if mode == "constant":  # the new elements read only padding
                 most, symbolic = _most(call, left, right)
                 needs_at = needs_at or symbolic
-                rf[axis] = rf[axis].with_pad_run(x.rf[axis].pad_run + most)
+                rf[axis] = known(rf[axis]).with_pad_run(known(x.rf[axis]).pad_run + most)
     min_sizes: list[tuple[Expr, str]] = []
     for k in range(len(pad) // 2):
         d = x.ndim - 1 - k
@@ -165,9 +171,10 @@ for _mode, _names in (("constant", ("ZeroPad", "ConstantPad")), ("reflect", ("Re
 
 @register(*_PAD_MODULES, family=Family.PAD)
 def pad_module(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod()
     name = type(m).__name__
     mode = ("reflect" if name.startswith("Reflection") else "replicate"
             if name.startswith("Replication") else "circular" if name.startswith("Circular")
             else "constant")
-    return pad_core(call, call.tensor(), list(m.padding), mode)
+    # (every torch pad module has a padding tuple; no common base declares it)
+    return pad_core(call, call.tensor(), list(cast(Sequence[int], m.padding)), mode)

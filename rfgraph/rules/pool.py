@@ -5,11 +5,14 @@ adaptive pooling, and the reductions over dims that make an axis global (``mean`
 
 from __future__ import annotations
 
+from typing import cast
+
 import sympy
 import torch
 import torch.nn.functional as F
 from sympy import Integer
 from torch import nn
+from torch.nn.modules.pooling import _AvgPoolNd, _MaxPoolNd
 
 from ..errors import RuleError, Unsupported
 from ..kinds import Family
@@ -56,16 +59,17 @@ def pool_core(call: Call, x: TensorInfo, nd: int, kernel, stride, padding, dilat
 
 @register(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, family=Family.POOL)
 def maxpool_module(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(_MaxPoolNd)
     return pool_core(call, call.tensor(), _pool_nd(m), m.kernel_size, m.stride, m.padding,
                      m.dilation, m.ceil_mode, m.return_indices)
 
 
 @register(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, family=Family.POOL)
 def avgpool_module(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(_AvgPoolNd)
+    # (torch declares ceil_mode on AvgPool1d/2d/3d, not on their base)
     return pool_core(call, call.tensor(), _pool_nd(m), m.kernel_size, m.stride, m.padding, 1,
-                     m.ceil_mode, avg=True)
+                     cast(bool, m.ceil_mode), avg=True)
 
 
 def adaptive_core(call: Call, x: TensorInfo, nd: int, output_size, return_indices=False,
@@ -95,7 +99,7 @@ def adaptive_core(call: Call, x: TensorInfo, nd: int, output_size, return_indice
 @register(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
           nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, family=Family.POOL)
 def adaptive_module(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod()
     return adaptive_core(call, call.tensor(), _pool_nd(m), m.output_size,
                          getattr(m, "return_indices", False))
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from math import ceil
+from typing import cast
 
 import sympy
 import torch.nn.functional as F
@@ -46,10 +47,10 @@ from torch import nn
 
 from ..errors import RuleError, Unsupported
 from ..kinds import Family
-from ..receptive_field import AxisRF, IndexMap, TapMap
+from ..receptive_field import IndexMap, TapMap
 from ..symbolic import ceildiv, floordiv, format_expr
 from ..tensor import TensorInfo
-from .base import Call, OpResult, ntuple, register
+from .base import Call, OpResult, known, ntuple, register
 
 LINEAR_MODES = {"linear", "bilinear", "trilinear"}
 MODES = LINEAR_MODES | {"nearest", "nearest-exact", "area", "bicubic", "lanczos"}
@@ -276,7 +277,8 @@ def resize_core(call: Call, x: TensorInfo, size, scale_factor, mode: str,
     factors = ([_fraction(s, call) for s in ntuple(scale_factor, nd)]
                if scale_factor is not None else [None] * nd)
     outs = ([sympy.sympify(o) for o in ntuple(size, nd)] if size is not None else
-            [floordiv(x.shape[d] * f.numerator, f.denominator) for d, f in zip(dims, factors)])
+            [floordiv(x.shape[d] * f.numerator, f.denominator)  # (no size: a scale factor)
+             for d, f in zip(dims, cast(list[Fraction], factors))])
     if mode == "area":  # torch pools to the output size: the scale factor plays no part
         factors = [None] * nd
     same = [None if f is None else _multiple_length(call, x.shape[d], f, 1)[0]
@@ -298,10 +300,10 @@ def resize_core(call: Call, x: TensorInfo, size, scale_factor, mode: str,
                 _axis_plan(call, mode, n, out, factors[i], align, recompute, all_same))
         notes += [t for t in plan.notes if t not in notes]
         needs_at = needs_at or plan.needs_at
-        old: AxisRF = rf[axis]
+        old = known(rf[axis])
         if plan.collapse:
             rf[axis] = old.collapsed(n)
-        elif plan.first is None:
+        elif plan.first is None or plan.last is None:  # (both None or neither)
             rf[axis] = None
         else:
             extra = {} if plan.taps is None else {"taps": plan.taps, "regular_taps": False}
@@ -332,7 +334,7 @@ def interpolate(call: Call) -> OpResult:
 
 @register(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, family=Family.RESIZE)
 def upsample_module(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(nn.Upsample)
     x = call.tensor()
     return resize_core(call, x, m.size, m.scale_factor, _checked_mode(call, x, m.mode),
                        m.align_corners, getattr(m, "recompute_scale_factor", None))

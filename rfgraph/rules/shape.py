@@ -25,7 +25,7 @@ from ..errors import RuleError, Unsupported
 from ..kinds import Family, Kind
 from ..symbolic import ceildiv, floordiv, is_int_valued
 from ..tensor import TensorInfo
-from .base import Call, OpResult, prod, register
+from .base import Call, OpResult, known, prod, register
 
 
 def _eq(a: Expr, b: Expr) -> bool:
@@ -167,19 +167,20 @@ def _reshape_grouped(call: Call, x: TensorInfo, target: list, ref: dict | None,
         else:
             for d in gi:
                 a = x.axes[d]
-                if a is None or rf[a] is None:
+                field = rf[a] if a is not None else None
+                if a is None or field is None:
                     continue
                 if x.shape[d] == 1:
                     continue
-                if not rf[a].is_global:
-                    rf[a] = rf[a].collapsed(x.shape[d])
+                if not field.is_global:
+                    field = rf[a] = field.collapsed(x.shape[d])
                 if len(real_in) == 1:
                     note = ("reshape splits a spatial axis (e.g. into windows): its field "
                             "is taken as global, the union over the axis (an upper bound "
                             "when later ops mix only within a window)")
                     notes.append(note)
                     if len(real_out) > 1:
-                        rf[a] = rf[a].upper_bound(note)
+                        rf[a] = field.upper_bound(note)
                 else:
                     notes.append("reshape merges a spatial axis: its field becomes global")
     if not notes and x.rf and list(axes).count(None) != len(axes) and (
@@ -227,7 +228,7 @@ def _products_match(call: Call | None, a: Expr, b: Expr) -> Expr | bool | None:
     what torch checks); None when they differ."""
     if _eq(a, b):
         return True
-    if _mixed(call, a, b):
+    if call is not None and _mixed(call, a, b):
         ca, cb = call.concrete(a), call.concrete(b)
         return True if ca.is_Integer and cb.is_Integer and ca == cb else None
     va, vb = _at_large(a), _at_large(b)
@@ -580,8 +581,12 @@ def index_tensor(call: Call, x: TensorInfo, index) -> OpResult:
             if a is not None and rf[a] is not None:
                 k = sympy.sympify(it)
                 k = sympy.expand(x.shape[d] + k) if k.is_Integer and int(k) < 0 else k
-                old = rf[a]  # the axis is gone: every element reads position k's field
-                rf[a] = old.compose(lambda y, k=k: k, lambda y, k=k: k, old.jump, 1)
+                old = known(rf[a])  # the axis is gone: every element reads position k's field
+
+                def at_k(y: Expr, k: Expr = k) -> Expr:
+                    return k
+
+                rf[a] = old.compose(at_k, at_k, old.jump, 1)
             if advanced:
                 pieces.append(([], [], True))
         elif isinstance(it, TensorInfo):
@@ -652,9 +657,9 @@ def roll(call: Call) -> OpResult:
     notes: list[str] = []
     if dims is None or (isinstance(dims, (tuple, list)) and len(dims) == 0):
         # rolls the flattened tensor: positions move across rows
-        for a, field in enumerate(rf):
-            if field is not None and not field.is_global and x.dim_of_axis(a) is not None:
-                rf[a] = None
+        for axis, field in enumerate(rf):
+            if field is not None and not field.is_global and x.dim_of_axis(axis) is not None:
+                rf[axis] = None
                 notes.append("roll of the flattened tensor: field unknown")
         return OpResult(x.with_shape(x.shape, rf=rf), kind=Kind.SHAPE, family=Family.SHAPE,
                         notes=notes)
@@ -665,9 +670,10 @@ def roll(call: Call) -> OpResult:
     for shift, dim in zip(shifts, dims):
         d = int(dim) % x.ndim
         a = x.axes[d]
-        if a is None or rf[a] is None or rf[a].is_global:
+        old = rf[a] if a is not None else None
+        if a is None or old is None or old.is_global:
             continue
-        n, s, old = x.shape[d], sympy.sympify(shift), rf[a]
+        n, s = x.shape[d], sympy.sympify(shift)
         if s == 0:
             continue
         period = old.period if old.period == 1 else None
@@ -675,10 +681,13 @@ def roll(call: Call) -> OpResult:
             rf[a] = None
             notes.append("roll of a field that varies with the position: field unknown")
             continue
-        rf[a] = old.compose(lambda y, s=s, n=n: sympy.Mod(y - s, n),
-                            lambda y, s=s, n=n: sympy.Mod(y - s, n), old.jump, 1,
-                            monotone=False, periodic=False)
-        rf[a].permutation_of = (old, n)  # the union over all positions is unchanged
+
+        def rolled(y: Expr, s: Expr = s, n: Expr = n) -> Expr:
+            return sympy.Mod(y - s, n)
+
+        new = old.compose(rolled, rolled, old.jump, 1, monotone=False, periodic=False)
+        new.permutation_of = (old, n)  # the union over all positions is unchanged
+        rf[a] = new
         notes.append(f"cyclic shift by {s}: element y reads element (y - {s}) mod {n}")
     return OpResult(x.with_shape(x.shape, rf=rf), kind=Kind.SHAPE, family=Family.SHAPE, notes=notes)
 
@@ -688,7 +697,7 @@ def _gather_result(call: Call, x: TensorInfo, index: TensorInfo, d: int,
     rf = list(x.rf)
     notes: list[str] = []
     a = x.axes[d]
-    if a is not None and rf[a] is not None and not rf[a].is_global:
+    if a is not None and (field := rf[a]) is not None and not field.is_global:
         rf[a] = None
         notes.append("gathers positions of a spatial axis with an index tensor: field unknown")
     axes = tuple(x.axes[k] if k != d else None for k in range(len(shape))) \

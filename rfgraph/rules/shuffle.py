@@ -17,14 +17,15 @@ from ..kinds import Family, Kind
 from ..receptive_field import AxisRF
 from ..symbolic import floordiv
 from ..tensor import TensorInfo, Window
-from .base import Call, OpResult, apply_window, register
+from .base import Call, OpResult, apply_window, known, register
 
 
 # -- channel shuffle -------------------------------------------------------------------------------
 @register(nn.ChannelShuffle, F.channel_shuffle, family=Family.SHUFFLE)
 def channel_shuffle(call: Call) -> OpResult:
     x = call.tensor(0, "input")
-    groups = call.module.groups if call.module is not None else call.arg(1, "groups")
+    groups = (call.mod(nn.ChannelShuffle).groups if call.module is not None
+              else call.arg(1, "groups"))
     c = x.shape[1]
     if c.is_Integer and int(c) % int(groups):
         raise RuleError(f"{call.where()}: {c} channels do not split into {groups} groups")
@@ -66,7 +67,7 @@ def pixel_shuffle_core(call: Call, x: TensorInfo, r: int, inverse: bool) -> OpRe
         axis = x.axes[d]
         if axis is None or rf[axis] is None:
             continue
-        old = rf[axis]
+        old = known(rf[axis])
         if inverse:
             rf[axis] = old.through_window(r, r, 0)
         else:
@@ -175,7 +176,7 @@ def _shuffle_channels(x: TensorInfo, r: int, shape: list, rf: list,
                 if len(group) > 1:  # this axis's field depends on the other axis's phase
                     upper = True
                     group = [merge_rfs(group, [False] * len(group))]
-                parts.append(group[0])
+                parts.append(known(group[0]))  # (no field of chans is None here)
             key = tuple(id(p) for p in parts)
             if key not in made:
                 made[key] = _phased(parts, r)
@@ -196,12 +197,13 @@ def _shuffle_channels(x: TensorInfo, r: int, shape: list, rf: list,
 
 @register(nn.PixelShuffle, F.pixel_shuffle, family=Family.SHUFFLE)
 def pixel_shuffle(call: Call) -> OpResult:
-    r = call.module.upscale_factor if call.module is not None else call.arg(1, "upscale_factor")
+    r = (call.mod(nn.PixelShuffle).upscale_factor if call.module is not None
+         else call.arg(1, "upscale_factor"))
     return pixel_shuffle_core(call, call.tensor(0, "input"), int(r), False)
 
 
 @register(nn.PixelUnshuffle, F.pixel_unshuffle, family=Family.SHUFFLE)
 def pixel_unshuffle(call: Call) -> OpResult:
-    r = (call.module.downscale_factor if call.module is not None
+    r = (call.mod(nn.PixelUnshuffle).downscale_factor if call.module is not None
          else call.arg(1, "downscale_factor"))
     return pixel_shuffle_core(call, call.tensor(0, "input"), int(r), True)

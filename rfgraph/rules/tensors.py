@@ -131,7 +131,7 @@ def repeat(call: Call) -> OpResult:
         a = x.axes[k]
         if r != 1 and a is not None:
             axes[lead + k] = None
-            if rf[a] is not None and not rf[a].is_global:
+            if (field := rf[a]) is not None and not field.is_global:
                 if x.const:
                     continue
                 raise Unsupported(f"{call.where()}: repeating a spatial dim")
@@ -165,10 +165,14 @@ def _repeat_dim(call: Call, x: TensorInfo, d: int, r: Expr) -> TensorInfo:
     shape[d] = sympy.expand(shape[d] * r)
     rf = list(x.rf)
     a = x.axes[d]
-    if a is not None and rf[a] is not None and not rf[a].is_global and r != 1:
+    old = rf[a] if a is not None else None
+    if a is not None and old is not None and not old.is_global and r != 1:
         if not r.is_Integer:
             raise Unsupported(f"{call.where()}: repeating a spatial dim {r} times")
-        old, k = rf[a], int(r)
-        rf[a] = old.resampled(lambda y, k=k: floordiv(y, k), lambda y, k=k: floordiv(y, k),
-                              sympy.Rational(1, k), k)
+        k = int(r)
+
+        def source(y: Expr) -> Expr:
+            return floordiv(y, k)
+
+        rf[a] = old.resampled(source, source, sympy.Rational(1, k), k)
     return x.with_shape(shape, rf=rf)

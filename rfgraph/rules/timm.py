@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sympy
 from sympy import Integer
+from torch import nn
 
 from ..errors import Unsupported
 from ..kinds import Family, Kind
@@ -45,7 +46,7 @@ def _same_window(call: Call, x, nd: int, kernel, stride, dilation) -> Window:
 
 
 def conv2d_same(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(nn.Conv2d)  # timm's Conv2dSame is one
     x = call.tensor()
     nd = 2
     w = _same_window(call, x, nd, m.kernel_size, m.stride, m.dilation)
@@ -69,7 +70,7 @@ def conv2d_same(call: Call) -> OpResult:
 
 
 def pool2d_same(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod()
     if getattr(m, "ceil_mode", False):
         raise Unsupported(f"{call.where()}: SAME pooling with ceil_mode")
     x = call.tensor()

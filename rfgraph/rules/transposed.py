@@ -9,6 +9,7 @@ import sympy
 import torch.nn.functional as F
 from sympy import Integer
 from torch import nn
+from torch.nn.modules.conv import _ConvTransposeNd
 
 from ..errors import RuleError
 from ..kinds import Family
@@ -57,7 +58,7 @@ def conv_transpose_core(call: Call, x: TensorInfo, nd: int, in_ch: int, out_ch: 
 
 @register(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, family=Family.CONV)
 def conv_transpose_module(call: Call) -> OpResult:
-    m = call.module
+    m = call.mod(_ConvTransposeNd)
     if call.arg(1, "output_size") is not None:
         raise RuleError(f"{call.where()}: output_size= in forward is not supported")
     return conv_transpose_core(call, call.tensor(), _conv_nd(m), m.in_channels, m.out_channels,

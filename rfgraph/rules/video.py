@@ -161,12 +161,13 @@ def tv_window_attention_3d(call: Call) -> OpResult:
     for i in range(3):
         d = 1 + i
         a = x.axes[d]
-        if a is None or rf[a] is None:
+        field = rf[a] if a is not None else None
+        if a is None or field is None:
             continue
-        if not rf[a].is_global:
-            rf[a] = rf[a].collapsed(x.shape[d])
+        if not field.is_global:
+            field = rf[a] = field.collapsed(x.shape[d])
         if sympy.expand(sympy.sympify(window[i]) - x.shape[d]) != 0:
-            rf[a] = rf[a].upper_bound(note)  # exact only when one window spans the axis
+            rf[a] = field.upper_bound(note)  # exact only when one window spans the axis
     y = TensorInfo(tuple(x.shape), x.axes, tuple(rf), x.const)
     return OpResult(y, macs=sympy.expand(macs), kind=Kind.LAYER, family=Family.ATTENTION,
                     notes=[note])
@@ -209,7 +210,7 @@ def _merged_fields(tensors: list[TensorInfo]) -> tuple:
     n_axes = max(len(t.rf) for t in tensors)
     return tuple(merge_rfs([t.rf[a] if a < len(t.rf) else None for t in live],
                            [t.dim_of_axis(a) is None for t in live],
-                           [None if t.dim_of_axis(a) is None else t.shape[t.dim_of_axis(a)]
+                           [None if (k := t.dim_of_axis(a)) is None else t.shape[k]
                             for t in live])
                  for a in range(n_axes))
 
