@@ -413,6 +413,19 @@ class Analysis:
         return verify(self, at=at, checks=checks, progress=progress, **options)
 
     # -- output --------------------------------------------------------------------------------
+    def export(self, format: str, depth: int | None = None) -> str:
+        """The formulas as ``latex``, ``python`` (a module that imports neither rfgraph nor
+        SymPy), ``markdown``, ``csv``, ``json`` or ``sympy`` text (docs/export.md)."""
+        from .exporters import export
+
+        return export(self, format, depth)
+
+    def to_dataframe(self, depth: int | None = None) -> Any:
+        """One row per node (or module at ``depth``) as a pandas DataFrame (needs pandas)."""
+        from .exporters import to_dataframe
+
+        return to_dataframe(self, depth)
+
     def to_dict(self) -> dict[str, Any]:
         from .export import analysis_to_dict
 

@@ -118,6 +118,8 @@ def _build_parser() -> argparse.ArgumentParser:
     er.add_argument("--train", action="store_true", help=_TRAIN_HELP)
     _add_traceback_flag(er)
     _add_traceback_flag(add_verify_parser(sub))
+    for module in _command_modules():
+        _add_traceback_flag(module.add_parser(sub))
     return parser
 
 
@@ -311,8 +313,20 @@ def _internal_line(exc: BaseException) -> str:
     return f"rfgraph: internal error: {text} ({_REPORT})"
 
 
+#: commands that live in their own module (``add_parser(sub)``, ``run(args)``)
+_COMMAND_MODULES = ("export",)
+
+
+def _command_modules() -> list[Any]:
+    import importlib
+
+    return [importlib.import_module(f".cli_{name}", __package__) for name in _COMMAND_MODULES]
+
+
 def _dispatch(args: argparse.Namespace, show_traceback: bool = False) -> int:
-    handlers = {"analyze": cmd_analyze, "erf": cmd_erf, "verify": cmd_verify}
+    handlers: dict[str, Any] = {"analyze": cmd_analyze, "erf": cmd_erf, "verify": cmd_verify}
+    handlers.update({name: module.run
+                     for name, module in zip(_COMMAND_MODULES, _command_modules())})
     try:
         return handlers[args.command](args)
     except RfgraphError as exc:
