@@ -314,7 +314,7 @@ def _internal_line(exc: BaseException) -> str:
 
 
 #: commands that live in their own module (``add_parser(sub)``, ``run(args)``)
-_COMMAND_MODULES = ("export", "solve")
+_COMMAND_MODULES = ("export", "solve", "advise")
 
 
 def _command_modules() -> list[Any]:

@@ -19,6 +19,15 @@ def _s(a: Analysis, expr: Any) -> str:
     return format_expr(a.value_of(expr))
 
 
+def variant_label(a: Analysis, node: NodeInfo) -> str | None:
+    """The node's convolution-variant label ("depthwise-separable (depthwise)"), or None;
+    detection runs once per analysis, on first use (rfgraph.advise.variants)."""
+    from .advise import variants
+
+    v = variants(a).get(node.name)
+    return v.label if v is not None else None
+
+
 def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
     t = node.tensor
     evaluated = a.at is not None
@@ -84,6 +93,9 @@ def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
         d["has_rule"] = False
     if node.notes:
         d["notes"] = list(node.notes)
+    variant = variant_label(a, node)
+    if variant:  # a layer of a recognised convolution variant (rfgraph/advise.py)
+        d["variant"] = variant
     if node.conditions:
         d["conditions"] = [f"{format_expr(c.lhs)} = {format_expr(c.rhs)}"
                            if isinstance(c, sympy.Eq) else str(c) for c in node.conditions]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 import graphviz
 import sympy
 
+from .advise import drawing_row
 from .errors import RfgraphError
 from .render_layout import (
     _Cluster,
@@ -414,6 +415,7 @@ def _node_look(v: _Values, n: NodeInfo, compact: bool, show_offset: bool) -> _Lo
     if sub:
         title += "  " + _esc(sub)
     rows = [_row(title, FAMILY_COLOURS.get(family, FAMILY_COLOURS["other"]))]
+    rows += [r for r in [drawing_row(v.a, n)] if r]  # a conv variant's label (advise.py)
     t = n.tensor
     fields = v.a.field(n)
     status = _unaligned(v.a, n)

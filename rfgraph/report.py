@@ -50,7 +50,7 @@ HEADER = ["node", "module", "op", "out shape", "RF", "jump", "offset", "params",
 
 def _render(rows: list[list[str]], header: list[str]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {len(header) - 1, len(header) - 2}
+    right = {i for i, h in enumerate(header) if h in ("params", "MACs")}
     def fmt(r: list[str]) -> str:
         cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in
                  enumerate(zip(r, widths))]
@@ -66,7 +66,13 @@ def format_table(a: Analysis, depth: int | None = None) -> str:
     lines = [title, ""]
     if depth is None:
         rows = [_row(a, n) for n in a.nodes]
-        lines += _render(rows, HEADER)
+        from .advise import variants  # a "variant" column when some conv variant is recognised
+
+        found = variants(a)
+        if found:
+            rows = [r + [found[n.name].label if n.name in found else ""]
+                    for r, n in zip(rows, a.nodes)]
+        lines += _render(rows, HEADER + (["variant"] if found else []))
     else:
         rows = []
         for r in a.by_module(depth):
