@@ -14,6 +14,7 @@ Never a traceback, unless asked for with ``--traceback`` or ``RFGRAPH_TRACEBACK=
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -24,7 +25,39 @@ from typing import Any, NoReturn, cast
 
 from . import __version__
 from .errors import InternalError, RfgraphError
-from .loader import load_spec
+
+# The parser is built without importing torch or SymPy (``rfgraph --help`` answers at once):
+# every command imports what it needs when it runs. tests/test_startup.py checks both, and that
+# these copies of rfgraph.verify's constants (which live beside torch) equal the originals.
+#: rfgraph.verify.CHECKS
+VERIFY_CHECKS = ("shape", "params", "macs", "rf", "semantics")
+#: rfgraph.verify.NODE_BUDGET (seconds)
+VERIFY_NODE_BUDGET = 5.0
+#: rfgraph.verify.SKIP_BY_DESIGN
+VERIFY_SKIP_BY_DESIGN: dict[str, str] = {
+    "unknown": "rfgraph gives no value or field here (unknown): nothing to compare",
+    "upper-bound": "rfgraph gives only an upper bound of the field (e.g. window attention "
+                   "taken as global)",
+    "integer": "integer tensor (e.g. pooling indices): no gradient to probe",
+    "constant": "the output depends on no input pixel (a constant, or only padding)",
+    "padding": "the probed elements read no input pixel (they lie in padding) where rfgraph "
+               "extrapolates a field to them",
+    "mirrored": "reflect/replicate/circular padding: a padded coordinate stands for a pixel "
+                "inside the image",
+    "not-probed": "big model: a representative subset of the nodes is probed",
+    "same-module": "a shared module, checked at its first node",
+    "not-one-conv": "a chain of convolutions that is not one convolution",
+    "no-reference": "no independent reference for this configuration of the layer",
+}
+#: rfgraph.verify.SKIP_COULD_NOT_CHECK
+VERIFY_SKIP_COULD_NOT_CHECK: dict[str, str] = {
+    "no-size": "no input size was found at which the check can run (the model, or the part of "
+               "it the check needs, rejects every size tried)",
+    "too-large": "the field is too large to probe",
+    "too-slow": "not checked: too slow (over the per-node time budget)",
+    "error": "the check raised an error (a limit of verify or of the probe copy)",
+    "not-run": "not run: an earlier node failed in torch",
+}
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _REPORT = "please report this with the model; run with --traceback for details"
@@ -140,6 +173,7 @@ def _analyze_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .api import analyze, parse_input
+    from .loader import load_spec
     from .report import format_table
 
     model, default_input, name = load_spec(args.spec, args.trust_pickle)
@@ -174,6 +208,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_erf(args: argparse.Namespace) -> int:
     from .api import analyze, parse_input
     from .erf import effective_receptive_field, plot_erf
+    from .loader import load_spec
 
     model, default_input, name = load_spec(args.spec, args.trust_pickle)
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
@@ -196,8 +231,6 @@ def cmd_erf(args: argparse.Namespace) -> int:
 
 
 def _verify_epilog() -> str:
-    from .verify import SKIP_BY_DESIGN, SKIP_COULD_NOT_CHECK
-
     return ("""exit status:
   0  OK: every check passed or was skipped by design (a documented reason)
   1  MISMATCH: some check failed
@@ -206,18 +239,16 @@ def _verify_epilog() -> str:
   3  internal error (a bug in rfgraph)
 
 skipped by design (result can be OK):
-""" + "\n".join(f"  {k:12} {v}" for k, v in SKIP_BY_DESIGN.items()) + """
+""" + "\n".join(f"  {k:12} {v}" for k, v in VERIFY_SKIP_BY_DESIGN.items()) + """
 
 could not check (exit 4 unless something failed):
-""" + "\n".join(f"  {k:12} {v}" for k, v in SKIP_COULD_NOT_CHECK.items()) + """
+""" + "\n".join(f"  {k:12} {v}" for k, v in VERIFY_SKIP_COULD_NOT_CHECK.items()) + """
 
 See docs/verify.md.""")
 
 
 def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
     """The ``verify`` subcommand's parser (``sub`` is the subparsers object of rfgraph's CLI)."""
-    from .verify import CHECKS, NODE_BUDGET
-
     vp = sub.add_parser(
         "verify", help="run the layers with torch and check every formula",
         description="Check rfgraph's shapes, parameters, MACs, receptive fields and layer "
@@ -229,15 +260,16 @@ def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
                          "an odd/prime and the smallest valid size)")
     vp.add_argument("--json", action="store_true", help="print the report as JSON")
     vp.add_argument("--checks", default=None, metavar="LIST",
-                    help=f"comma-separated subset of {','.join(CHECKS)}")
+                    help=f"comma-separated subset of {','.join(VERIFY_CHECKS)}")
     vp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     vp.add_argument("--all-nodes", action="store_true",
                     help="probe the receptive field of every node (default: a representative "
                          "subset on big graphs)")
     vp.add_argument("--train", action="store_true",
                     help="analyse and run the model in training mode (default: eval mode)")
-    vp.add_argument("--node-budget", type=float, default=NODE_BUDGET, metavar="SECONDS",
-                    help=f"time one node's semantics check may take (default {NODE_BUDGET:g}; "
+    vp.add_argument("--node-budget", type=float, default=VERIFY_NODE_BUDGET, metavar="SECONDS",
+                    help="time one node's semantics check may take (default "
+                         f"{VERIFY_NODE_BUDGET:g}; "
                          "0: no limit); a slower check is reported as 'not checked: too slow'")
     return vp
 
@@ -245,6 +277,7 @@ def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
 def cmd_verify(args: argparse.Namespace) -> int:
     """rfgraph verify: 0 OK, 1 a mismatch, 4 could not check (user errors raise: 2)."""
     from .api import analyze, parse_at, parse_input
+    from .loader import load_spec
     from .verify import CHECKS, NODE_BUDGET, verify
 
     loaded = None
@@ -299,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     previous_format = warnings.formatwarning
     warnings.formatwarning = _warning_line
     try:
-        return _dispatch(args, _want_traceback(args))
+        return _dispatch(args, _want_traceback(args), settle=argv is None)
     finally:
         warnings.formatwarning = previous_format
 
@@ -323,11 +356,25 @@ def _command_modules() -> list[Any]:
     return [importlib.import_module(f".cli_{name}", __package__) for name in _COMMAND_MODULES]
 
 
-def _dispatch(args: argparse.Namespace, show_traceback: bool = False) -> int:
+def _settle_imports() -> None:
+    """Import torch, SymPy and rfgraph's rules, then move every object they created to the
+    permanent generation of the garbage collector (``gc.freeze``). Without it the first full
+    collection, triggered by the first analysis, scans the ~200,000 objects of the imports: 70-170
+    ms, more than a warm analysis of ResNet-50 (docs/performance.md, "Start-up"). Only for the
+    ``rfgraph`` program itself (``main()`` without argv), never in a caller's process."""
+    from . import api  # noqa: F401  (torch, SymPy, the rules)
+
+    gc.freeze()
+
+
+def _dispatch(args: argparse.Namespace, show_traceback: bool = False,
+              settle: bool = False) -> int:
     handlers: dict[str, Any] = {"analyze": cmd_analyze, "erf": cmd_erf, "verify": cmd_verify}
     handlers.update({name: module.run
                      for name, module in zip(_COMMAND_MODULES, _command_modules())})
     try:
+        if settle:
+            _settle_imports()
         return handlers[args.command](args)
     except RfgraphError as exc:
         if show_traceback:

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RfgraphError
-from .exporters import FORMATS, export
+
+#: rfgraph.exporters.FORMATS, here so that the parser needs no SymPy (tests/test_startup.py
+#: checks that the two are equal)
+FORMATS = ("latex", "python", "markdown", "csv", "json", "sympy")
 
 _SUFFIX = {".tex": "latex", ".py": "python", ".md": "markdown", ".csv": "csv", ".json": "json"}
 
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``rfgraph export``: 0 on success (user errors raise RfgraphError: exit 2)."""
     from .api import analyze, parse_input
     from .cli import _analyze_options, _check_sizes
+    from .exporters import export
     from .loader import load_spec
 
     fmt = args.format
