@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.rfgraph-installed
 PYTHON ?= python3
 
-.PHONY: demo test fuzz bench lint dot clean
+.PHONY: demo test fuzz bench bench-peers lint dot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,14 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_analyze.py
+
+# rfgraph's whole path against torchinfo, thop, ptflops, calflops and FlopCounterMode
+# (docs/performance.md, "Peers"). The peers and torchvision are not project dependencies: set
+# SIDE_PY to a Python that has them (e.g. make bench-peers SIDE_PY=/work/sidevenv/bin/python);
+# without it the project venv runs the zoo models and skips missing peers with a note.
+# ARGS passes options, e.g. ARGS='--quick' or ARGS='--repeats 5 --write'.
+bench-peers: $(STAMP)
+	$(if $(SIDE_PY),$(SIDE_PY),$(PY)) benchmarks/bench_peers.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rfgraph tests examples benchmarks
