@@ -11,6 +11,7 @@ import sympy
 from sympy import Expr, Integer
 
 from .annotate import NodeInfo
+from .compiled import FormulaCache
 from .errors import InputTooSmall, InternalError, RfgraphError
 from .receptive_field import AxisRF
 from .symbolic import axis_symbol, format_expr, subs_int
@@ -42,7 +43,9 @@ class Analysis:
                  warnings: list[str] | None = None, at: Mapping[str, int] | None = None,
                  graph_module: Any = None, mode: str = "eval",
                  params_unreached: Mapping[str, int] | None = None,
-                 rules: Mapping[Any, Any] | None = None) -> None:
+                 rules: Mapping[Any, Any] | None = None,
+                 formulas: FormulaCache | None = None,
+                 shared: dict[Any, Any] | None = None) -> None:
         self.model_name = model_name
         self.input_shape = tuple(input_shape)
         self._nodes = nodes
@@ -58,6 +61,14 @@ class Analysis:
         self.rules = dict(rules) if rules else None
         self._index = {n.name: n for n in nodes}
         self._graph: nx.DiGraph | None = None
+        #: printed and compiled formulas, shared with the analyses evaluated from this one
+        self._formulas = formulas
+        #: values at ``at`` already computed: expression -> SymPy number (or expression)
+        self._values: dict[tuple[type, Any], Expr] = {}
+        self._subs: dict[sympy.Symbol, int] | None = None
+        #: values that depend on the nodes only (total MACs formula, per-field values, see
+        #: field_value): shared with the analyses evaluated from this one on the same nodes
+        self._shared: dict[Any, Any] = {} if shared is None else shared
 
     def with_at(self, at: Mapping[str, int] | None, nodes: list[NodeInfo] | None = None,
                 warnings: list[str] | None = None) -> Analysis:
@@ -65,7 +76,9 @@ class Analysis:
         return Analysis(self.model_name, self.input_shape,
                         self._nodes if nodes is None else nodes,
                         self.warnings if warnings is None else warnings, at,
-                        self.graph_module, self.mode, self.params_unreached, self.rules)
+                        self.graph_module, self.mode, self.params_unreached, self.rules,
+                        self.formulas,
+                        self._shared if nodes is None or nodes is self._nodes else None)
 
     # -- structure ---------------------------------------------------------------------------
     @property
@@ -127,11 +140,66 @@ class Analysis:
     def _subs_map(self) -> dict[sympy.Symbol, int]:
         return {axis_symbol(k): v for k, v in (self.at or {}).items()}
 
+    @property
+    def formulas(self) -> FormulaCache:
+        """Printed text and compiled (plain Python, exact) forms of this analysis' formulas,
+        made once and shared with every analysis evaluated from it (rfgraph/compiled.py)."""
+        if self._formulas is None:
+            self._formulas = FormulaCache(self.symbols)
+        return self._formulas
+
+    def text(self, expr: Expr | int) -> str:
+        """:func:`format_expr` of ``expr``, printed once per distinct expression."""
+        return self.formulas.text(expr)
+
     def value_of(self, expr: Expr | int) -> Expr:
-        """``expr`` with the ``at`` sizes substituted (unchanged for a symbolic analysis)."""
+        """``expr`` with the ``at`` sizes substituted (unchanged for a symbolic analysis).
+
+        Exactly ``subs_int(expr, sizes)``, computed by the formula compiled to Python once per
+        analysis (SymPy substitution for what cannot be compiled)."""
         if self.at is None:
             return sympy.sympify(expr)
-        return subs_int(expr, self._subs_map())
+        key = (type(expr), expr)
+        got = self._values.get(key)
+        if got is None:
+            if self._subs is None:
+                self._subs = self._subs_map()
+            got = self.formulas.value(expr, self.at, self._subs)
+            self._values[key] = got
+        return got
+
+    def field_value(self, field: AxisRF, key: str, make: Any) -> Any:
+        """``make()`` computed once per (field, key) for this analysis' nodes. ``key`` must
+        name everything the value depends on besides the field (e.g. the sizes when it is a
+        value at the evaluated sizes)."""
+        k = (id(field), key)
+        got = self._shared.get(k)
+        if got is None or got[0] is not field:
+            got = (field, make())
+            self._shared[k] = got  # the field is kept with it: its id stays its own
+        return got[1]
+
+    def prepare(self) -> None:
+        """Compile, in one batch, the formulas the values of every node need (shapes, MACs,
+        size checks, fields): done once per analysis, by :meth:`evaluate`."""
+        cache = self.formulas
+        if any(nodes is self._nodes for nodes in cache.prepared):
+            return
+        cache.prepared.append(self._nodes)
+        exprs: list[Any] = []
+        for n in self._nodes:
+            t = n.tensor
+            if t is not None:
+                exprs += list(t.shape)
+            exprs.append(n.macs)
+            exprs += [e for e, _ in n.min_sizes]
+            for r in self.field(n) or ():
+                if r.affine is None:  # (affine fields are numbers)
+                    exprs += [r.jump, r.offset]
+                    if r.extent is not None:  # a global field: one size formula, cheap
+                        exprs += r.sizes_over_period()
+        exprs.append(self.total_macs)
+        cache.prepare(exprs)
 
     def int_of(self, expr: Expr | int) -> int | None:
         v = self.value_of(expr)
@@ -154,7 +222,11 @@ class Analysis:
     def total_macs(self) -> Expr:
         """The MACs formula: the sum over every node with a symbolic rule. Nodes without a rule
         and nodes measured numerically are not in it (see :attr:`complete`)."""
-        return sympy.expand(sympy.Add(*[n.macs for n in self._nodes if not n.numeric_only]))
+        got = self._shared.get("total_macs")
+        if got is None:
+            got = sympy.expand(sympy.Add(*[n.macs for n in self._nodes if not n.numeric_only]))
+            self._shared["total_macs"] = got
+        return got
 
     @property
     def measured_macs(self) -> dict[str, int]:
@@ -236,9 +308,18 @@ class Analysis:
             raise InternalError(f"node '{info.name}' has a field but no tensor")
         out = []
         for a, r in enumerate(fields):
+            if r.affine is not None and r.extent is None and getattr(r, "_pieces", None) is None:
+                size, _, first = r.affine  # size and offset are numbers: no SymPy
+                out.append(FieldAt(int(size), self.value_of(r.jump), int(first), int(size)))
+                continue
             d = t.dim_of_axis(a)
             n = self.int_of(t.shape[d]) if d is not None else 1
-            sizes = [self.value_of(s) for s in r.sizes_within(n)]
+            # formulas of the sizes at the positions that exist (n of them): a global field's
+            # do not depend on n
+            within = self.field_value(r, "sizes_within" if r.extent is not None
+                                      else f"sizes_within {n}",
+                                      lambda r=r, n=n: r.sizes_within(n))
+            sizes = [self.value_of(s) for s in within]
             jump, offset = self.value_of(r.jump), self.value_of(r.offset)
             if not (all(s.is_Integer for s in sizes) and offset.is_Integer and jump.is_Rational):
                 return None
@@ -275,6 +356,7 @@ class Analysis:
                 nodes, extra = annotate(self.graph_module, self.input_shape, at, warn=False)
             messages = extra
         result = self.with_at(at, nodes, messages)
+        result.prepare()
         result.check_sizes()
         return result
 
@@ -283,7 +365,7 @@ class Analysis:
         subs = self._subs_map()
         for i, node in enumerate(self._nodes):
             for expr, what in node.min_sizes:
-                value = subs_int(expr, subs)
+                value = self.value_of(expr)
                 if value.is_Integer and int(value) < 1:
                     hint = self._smallest_valid(i, expr)
                     raise InputTooSmall(

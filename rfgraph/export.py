@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 import sympy
 
-from .symbolic import format_expr
-
 if TYPE_CHECKING:
     from .analysis import Analysis
     from .annotate import NodeInfo
@@ -16,7 +14,16 @@ SCHEMA_VERSION = 1
 
 
 def _s(a: Analysis, expr: Any) -> str:
-    return format_expr(a.value_of(expr))
+    return a.text(a.value_of(expr))
+
+
+def field_text(a: Analysis, r: Any, what: str) -> str:
+    """Text of a field's ``what`` (size, min_size, jump, offset) at the analysis' sizes, made
+    once per field and analysis (nodes that share a field, e.g. a conv and its ReLU, share it)."""
+    formula = a.field_value(r, what, lambda: getattr(r, what))  # r.size etc. made once
+    if a.at is not None and not formula.is_Number:
+        return _s(a, formula)  # a value at these sizes (value_of is memoised per analysis)
+    return a.field_value(r, "text " + what, lambda: _s(a, formula))
 
 
 def variant_label(a: Analysis, node: NodeInfo) -> str | None:
@@ -45,12 +52,12 @@ def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
             sizes = [str(f.size) for f in fat]
             min_sizes = [str(f.min_size) for f in fat]
         else:
-            sizes = [_s(a, r.size) for r in fields]
-            min_sizes = [_s(a, r.min_size) for r in fields]
+            sizes = [field_text(a, r, "size") for r in fields]
+            min_sizes = [field_text(a, r, "min_size") for r in fields]
         rf = {
             "size": sizes,
-            "jump": [_s(a, r.jump) for r in fields],
-            "offset": [_s(a, r.offset) for r in fields],
+            "jump": [field_text(a, r, "jump") for r in fields],
+            "offset": [field_text(a, r, "offset") for r in fields],
             "aligned": all(r.aligned for r in fields),
         }
         if any(r.upper for r in fields):
@@ -63,7 +70,7 @@ def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
         if fat is not None:
             rf_at = {
                 "size": [f.size for f in fat],
-                "jump": [str(f.jump) for f in fat],
+                "jump": [a.text(f.jump) for f in fat],
                 "offset": [f.offset for f in fat],
             }
     macs_at = a.int_of(node.macs) if evaluated else None
@@ -97,7 +104,7 @@ def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
     if variant:  # a layer of a recognised convolution variant (rfgraph/advise.py)
         d["variant"] = variant
     if node.conditions:
-        d["conditions"] = [f"{format_expr(c.lhs)} = {format_expr(c.rhs)}"
+        d["conditions"] = [f"{a.text(c.lhs)} = {a.text(c.rhs)}"
                            if isinstance(c, sympy.Eq) else str(c) for c in node.conditions]
     return d
 
@@ -106,14 +113,14 @@ def analysis_to_dict(a: Analysis) -> dict[str, Any]:
     total_macs = a.total_macs
     return {
         "model": a.model_name,
-        "input": [format_expr(s) for s in a.input_shape],
+        "input": [a.text(s) for s in a.input_shape],
         "at": dict(a.at) if a.at is not None else None,
         "nodes": [node_to_dict(a, n) for n in a.nodes],
         "output": node_to_dict(a, a.output),
         "totals": {
             "params": int(a.total_params),
             "params_unreached": dict(sorted(a.params_unreached.items())),
-            "macs": format_expr(total_macs),
+            "macs": a.text(total_macs),
             "macs_at": a.total_macs_at,
             "macs_measured": a.measured_macs,
             "complete": a.complete,

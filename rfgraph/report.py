@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .symbolic import format_expr
-
 if TYPE_CHECKING:
     from .analysis import Analysis
     from .annotate import NodeInfo
@@ -15,11 +13,18 @@ def _num(a: Analysis, expr) -> str:
     v = a.value_of(expr)
     if v.is_Integer:
         return f"{int(v):,}"
-    return format_expr(v)
+    return a.text(v)
 
 
 def _axes(a: Analysis, values) -> str:
-    return "×".join(format_expr(a.value_of(v)) for v in values)
+    return "×".join(a.text(a.value_of(v)) for v in values)
+
+
+def _field_axes(a: Analysis, fields, what: str) -> str:
+    """The fields' ``what`` (size, jump, offset) per axis, each printed once per analysis."""
+    from .export import field_text
+
+    return "×".join(field_text(a, r, what) for r in fields)
 
 
 def _row(a: Analysis, n: NodeInfo) -> list[str]:
@@ -32,9 +37,9 @@ def _row(a: Analysis, n: NodeInfo) -> list[str]:
     else:
         fat = a.field_at(n) if a.at is not None else None
         rf = ("×".join(str(f.size) for f in fat) if fat is not None
-              else _axes(a, [r.size for r in fields]))
-        jump = _axes(a, [r.jump for r in fields])
-        offset = _axes(a, [r.offset for r in fields])
+              else _field_axes(a, fields, "size"))
+        jump = _field_axes(a, fields, "jump")
+        offset = _field_axes(a, fields, "offset")
         if any(r.upper for r in fields):
             rf = "≤" + rf  # an upper bound (window attention taken as global)
         if not all(r.aligned for r in fields):
@@ -60,7 +65,7 @@ def _render(rows: list[list[str]], header: list[str]) -> list[str]:
 
 def format_table(a: Analysis, depth: int | None = None) -> str:
     """The node table (or, with ``depth``, the module table) followed by totals."""
-    title = f"{a.model_name}  input {tuple(format_expr(s) for s in a.input_shape)}"
+    title = f"{a.model_name}  input {tuple(a.text(s) for s in a.input_shape)}"
     if a.at:
         title += "  at " + ", ".join(f"{k}={v}" for k, v in a.at.items())
     lines = [title, ""]
@@ -82,8 +87,8 @@ def format_table(a: Analysis, depth: int | None = None) -> str:
             fields = a.field(last)
             fat = a.field_at(last) if a.at is not None else None
             rf = ("×".join(str(f.size) for f in fat) if fat is not None
-                  else _axes(a, [f.size for f in fields]) if fields else "?")
-            jump = _axes(a, [f.jump for f in fields]) if fields else "?"
+                  else _field_axes(a, fields, "size") if fields else "?")
+            jump = _field_axes(a, fields, "jump") if fields else "?"
             rows.append([r["module"], ",".join(r["types"][:3]) + ("…" if len(r["types"]) > 3
                                                                   else ""),
                          str(r["nodes"]), shape, rf, jump,
@@ -108,13 +113,13 @@ def format_table(a: Analysis, depth: int | None = None) -> str:
     total_at = a.total_macs_at
     measured = a.measured_macs
     if total_at is not None:
-        text = f"MACs: {total_at:,}   (formula: {format_expr(a.total_macs)}"
+        text = f"MACs: {total_at:,}   (formula: {a.text(a.total_macs)}"
         if measured:
             text += f"; plus {sum(measured.values()):,} measured at these sizes in " + \
                 ", ".join(measured)
         lines.append(text + ")")
     else:
-        lines.append(f"MACs: {format_expr(a.value_of(a.total_macs))}")
+        lines.append(f"MACs: {a.text(a.value_of(a.total_macs))}")
     conditions = a.conditions
     if conditions and a.at is None:
         lines.append("conditions on the input sizes: " + "; ".join(conditions[:8])
