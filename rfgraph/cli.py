@@ -27,37 +27,12 @@ from . import __version__
 from .errors import InternalError, RfgraphError
 
 # The parser is built without importing torch or SymPy (``rfgraph --help`` answers at once):
-# every command imports what it needs when it runs. tests/test_startup.py checks both, and that
-# these copies of rfgraph.verify's constants (which live beside torch) equal the originals.
-#: rfgraph.verify.CHECKS
-VERIFY_CHECKS = ("shape", "params", "macs", "rf", "semantics")
-#: rfgraph.verify.NODE_BUDGET (seconds)
-VERIFY_NODE_BUDGET = 5.0
-#: rfgraph.verify.SKIP_BY_DESIGN
-VERIFY_SKIP_BY_DESIGN: dict[str, str] = {
-    "unknown": "rfgraph gives no value or field here (unknown): nothing to compare",
-    "upper-bound": "rfgraph gives only an upper bound of the field (e.g. window attention "
-                   "taken as global)",
-    "integer": "integer tensor (e.g. pooling indices): no gradient to probe",
-    "constant": "the output depends on no input pixel (a constant, or only padding)",
-    "padding": "the probed elements read no input pixel (they lie in padding) where rfgraph "
-               "extrapolates a field to them",
-    "mirrored": "reflect/replicate/circular padding: a padded coordinate stands for a pixel "
-                "inside the image",
-    "not-probed": "big model: a representative subset of the nodes is probed",
-    "same-module": "a shared module, checked at its first node",
-    "not-one-conv": "a chain of convolutions that is not one convolution",
-    "no-reference": "no independent reference for this configuration of the layer",
-}
-#: rfgraph.verify.SKIP_COULD_NOT_CHECK
-VERIFY_SKIP_COULD_NOT_CHECK: dict[str, str] = {
-    "no-size": "no input size was found at which the check can run (the model, or the part of "
-               "it the check needs, rejects every size tried)",
-    "too-large": "the field is too large to probe",
-    "too-slow": "not checked: too slow (over the per-node time budget)",
-    "error": "the check raised an error (a limit of verify or of the probe copy)",
-    "not-run": "not run: an earlier node failed in torch",
-}
+# every command imports what it needs when it runs (tests/test_startup.py checks it); verify's
+# vocabulary comes from the torch-free rfgraph.verify_terms.
+from .verify_terms import CHECKS as VERIFY_CHECKS  # torch-free: the help text needs them
+from .verify_terms import NODE_BUDGET as VERIFY_NODE_BUDGET
+from .verify_terms import SKIP_BY_DESIGN as VERIFY_SKIP_BY_DESIGN
+from .verify_terms import SKIP_COULD_NOT_CHECK as VERIFY_SKIP_COULD_NOT_CHECK
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _REPORT = "please report this with the model; run with --traceback for details"
