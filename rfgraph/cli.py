@@ -141,22 +141,33 @@ def _check_sizes(model: Any, *at_specs: str | None) -> None:
             check_size_ranges(model, parse_at(spec))
 
 
-def _analyze_options(args: argparse.Namespace) -> dict[str, Any]:
+def analyze_options(args: argparse.Namespace) -> dict[str, Any]:
     """Extra keyword arguments for rfgraph.api.analyze: ``mode="train"`` with --train."""
     return {"mode": "train"} if getattr(args, "train", False) else {}
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    from .api import analyze, parse_input
+def load_model(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
+    """The model of SPEC, its input shape (``--input``, else the one a ``.pt2`` file stores,
+    else 1,3,H,W) and its name; ``--at`` sizes outside a ``.pt2`` program's exported range are
+    refused here, before any work. Every command that analyses a model starts with this."""
+    from .api import parse_input
     from .loader import load_spec
+
+    model, default_input, name = load_spec(args.spec, getattr(args, "trust_pickle", False))
+    shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
+    at = getattr(args, "at", None)
+    _check_sizes(model, *(at if isinstance(at, list) else [at]))
+    return model, shape, name
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .api import analyze
     from .report import format_table
 
-    model, default_input, name = load_spec(args.spec, args.trust_pickle)
-    shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
+    model, shape, name = load_model(args)
     if args.depth is not None and args.depth < 0:
         raise RfgraphError("--depth must be >= 0")
-    _check_sizes(model, args.at)
-    options = _analyze_options(args)
+    options = analyze_options(args)
     if args.render:
         from .render import check_format
 
@@ -181,14 +192,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_erf(args: argparse.Namespace) -> int:
-    from .api import analyze, parse_input
+    from .api import analyze
     from .erf import effective_receptive_field, plot_erf
-    from .loader import load_spec
 
-    model, default_input, name = load_spec(args.spec, args.trust_pickle)
-    shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
-    _check_sizes(model, args.at)
-    analysis = analyze(model, shape, at=args.at, name=name, **_analyze_options(args))
+    model, shape, name = load_model(args)
+    analysis = analyze(model, shape, at=args.at, name=name, **analyze_options(args))
     if not 0 < args.mass <= 1:
         raise RfgraphError("--mass must be in (0, 1]")
     result = effective_receptive_field(analysis, args.node, inits=args.inits,
@@ -273,8 +281,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         loaded = load_spec(args.spec, getattr(args, "trust_pickle", False))
     model, default_input, name = loaded
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
-    analysis = analyze(model, shape, name=name,
-                       mode="train" if getattr(args, "train", False) else "eval")
+    analysis = analyze(model, shape, name=name, **analyze_options(args))
     at = [cast(dict[str, int], parse_at(s)) for s in args.at] if args.at else None  # str: not None
     report = verify(analysis, at=at, checks=checks, progress=not args.no_progress,
                     rf_nodes="all" if getattr(args, "all_nodes", False) else "auto",

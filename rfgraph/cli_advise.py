@@ -40,17 +40,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``rfgraph advise``; returns the exit status (0)."""
     from .advise import advise
-    from .api import analyze, parse_at, parse_input
-    from .loader import check_size_ranges, load_spec
+    from .api import analyze
+    from .cli import analyze_options, load_model
     from .report import format_table
 
-    model, default_input, name = load_spec(args.spec, getattr(args, "trust_pickle", False))
-    shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
-    at = parse_at(args.at) if args.at is not None else None
-    if at:  # a .pt2 program's exported size range
-        check_size_ranges(model, at)
-    analysis = analyze(model, shape, at=args.at, name=name,
-                       mode="train" if getattr(args, "train", False) else "eval")
+    model, shape, name = load_model(args)
+    analysis = analyze(model, shape, at=args.at, name=name, **analyze_options(args))
     result = advise(analysis)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=1)

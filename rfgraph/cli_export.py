@@ -48,10 +48,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rfgraph export``: 0 on success (user errors raise RfgraphError: exit 2)."""
-    from .api import analyze, parse_input
-    from .cli import _analyze_options, _check_sizes
+    from .api import analyze
+    from .cli import analyze_options, load_model
     from .exporters import export
-    from .loader import load_spec
 
     fmt = args.format
     if fmt is None:
@@ -59,10 +58,8 @@ def run(args: argparse.Namespace) -> int:
             else "markdown"
     if args.depth is not None and args.depth < 0:
         raise RfgraphError("--depth must be >= 0")
-    model, default_input, name = load_spec(args.spec, args.trust_pickle)
-    shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
-    _check_sizes(model, args.at)
-    analysis = analyze(model, shape, at=args.at, name=name, **_analyze_options(args))
+    model, shape, name = load_model(args)
+    analysis = analyze(model, shape, at=args.at, name=name, **analyze_options(args))
     text = export(analysis, fmt, depth=args.depth)
     if args.output:
         try:

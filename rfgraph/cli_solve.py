@@ -162,14 +162,12 @@ def _position(text: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     """Answer the questions asked; 0 on success (a question without answer raises)."""
-    from .api import analyze, parse_at, parse_input
-    from .loader import check_size_ranges, load_spec
+    from .api import analyze, parse_at
+    from .cli import analyze_options, load_model
     from .solve import min_input, no_drop, parse_sizes, reach, region, sizes_for_output
 
-    model, default_input, name = load_spec(args.spec, args.trust_pickle)
-    shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
+    model, shape, name = load_model(args)
     at = parse_at(args.at)
-    check_size_ranges(model, at)
     if args.count < 1:
         raise RfgraphError("--count must be >= 1")
     want = parse_sizes(args.output) if args.output is not None else None
@@ -178,8 +176,7 @@ def run(args: argparse.Namespace) -> int:
         raise RfgraphError("--node goes with --output (the node whose size is wanted)")
     asked = args.min or args.no_drop or want is not None or args.region or \
         args.reach is not None
-    mode = "train" if getattr(args, "train", False) else "eval"
-    a = analyze(model, shape, name=name, mode=mode)
+    a = analyze(model, shape, name=name, **analyze_options(args))
     evaluated = a.evaluate(**at) if at else None
     answers: dict[str, Any] = {}
     mins = None

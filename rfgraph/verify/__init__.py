@@ -39,10 +39,7 @@ from torch import nn
 from ..errors import RfgraphError
 from ..execute import MetaExecutor
 from ..util import first_line
-from .checks import _params, _shape_and_macs
-from .fields import check_rf
-from .layers import _Semantics
-from .report import (
+from ..verify_terms import (
     CHECKS,
     EXIT_COULD_NOT_CHECK,
     EXIT_MISMATCH,
@@ -52,13 +49,11 @@ from .report import (
     SKIP_COULD_NOT_CHECK,
     SKIP_REASONS,
     TOTAL,
-    CheckRow,
-    VerifyReport,
-    _error_row,
-    _fmt_sizes,
-    _Progress,
-    format_report,
 )
+from .checks import _params, _shape_and_macs
+from .fields import check_rf
+from .layers import _Semantics
+from .report import CheckRow, VerifyReport, _error_row, _fmt_sizes, _Progress, format_report
 from .sizes import choose_sizes
 
 if TYPE_CHECKING:

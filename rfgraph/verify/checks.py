@@ -15,7 +15,8 @@ from torch import fx, nn
 from ..execute import MetaExecutor
 from ..tensor import TensorInfo
 from ..util import leaves, resolve_attr
-from .report import TOTAL, CheckRow, _row_equal
+from ..verify_terms import TOTAL
+from .report import CheckRow, _row_equal
 from .sizes import _input_shape
 
 if TYPE_CHECKING:

@@ -26,8 +26,9 @@ from ..execute import MetaExecutor, tensors_in
 from ..probe import aten_op
 from ..rules.pool import _pool_nd
 from ..util import conv_padding, first_line, lookup, ntuple, resolve_attr
+from ..verify_terms import NODE_BUDGET
 from .probing import _first_tensor
-from .report import NODE_BUDGET, CheckRow, _Progress
+from .report import CheckRow, _Progress
 
 if TYPE_CHECKING:
     from ..analysis import Analysis

@@ -13,15 +13,12 @@ from typing import Any
 import sympy
 
 from ..util import first_line
-from ..verify_terms import (  # noqa: F401  (re-exported: rfgraph.verify.CHECKS, ...)
-    CHECKS,
+from ..verify_terms import (
     EXIT_COULD_NOT_CHECK,
     EXIT_MISMATCH,
     EXIT_OK,
-    NODE_BUDGET,
     SKIP_BY_DESIGN,
     SKIP_COULD_NOT_CHECK,
-    SKIP_REASONS,
     TOTAL,
 )
 
