@@ -52,6 +52,7 @@ import torchinfo  # noqa: E402
 from torch import nn  # noqa: E402
 
 import rfgraph  # noqa: E402
+import rfgraph.symbolic  # noqa: E402
 from examples.zoo import ZOO  # noqa: E402
 
 DEPTHS = (50, 100, 200, 400, 1000)
@@ -148,7 +149,7 @@ def _fmt(x: float) -> str:
 
 
 def _clear_sympy_cache() -> None:
-    sympy.core.cache.clear_cache()
+    rfgraph.symbolic.clear_caches()
 
 
 def bench(what: str, fn: Callable[[], Any], repeats: int, *, sympy_cold: bool = False,

@@ -72,11 +72,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import sympy  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import rfgraph  # noqa: E402
+import rfgraph.symbolic  # noqa: E402
 from examples.zoo import ZOO, ZOO_INPUTS  # noqa: E402
 
 DOC = ROOT / "docs" / "performance.md"
@@ -87,6 +87,7 @@ TV_MODELS = ("resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "vgg1
 QUICK_MODELS = ("resnet50", "mobilenet_v2", "tv_resnet50", "tv_mobilenet_v2")
 
 NOTES: list[str] = []
+CLEARED = "cleared (rfgraph.symbolic.clear_caches) before each rfgraph call"
 WARM_SYMPY = False  # --warm-sympy: keep SymPy's cache between rfgraph calls (a long-lived process)
 TITLES = {"torchvision": "Zoo and torchvision models (side venv: torchvision and the peers)",
           "zoo": "Zoo models (project venv)"}
@@ -195,7 +196,7 @@ PEERS = ("torchinfo", "thop", "ptflops-pytorch", "ptflops-aten", "calflops", "Fl
 
 def _call(name: str, fn: Callable[[], Any]) -> float:
     if name.startswith("rfgraph") and not WARM_SYMPY:
-        sympy.core.cache.clear_cache()
+        rfgraph.symbolic.clear_caches()
     gc.collect()
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -308,7 +309,7 @@ def render(rows: dict[str, dict[str, Any]], args: argparse.Namespace, load0: tup
         f"{_revision()}, Python {platform.python_version()}, {versions}. "
         f"One torch thread, {args.repeats} "
         f"interleaved rounds after one warm-up, medians in ms; SymPy cache "
-        f"{'kept (--warm-sympy)' if WARM_SYMPY else 'cleared before each rfgraph call'}. "
+        f"{'kept (--warm-sympy)' if WARM_SYMPY else CLEARED}. "
         f"Load average (1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/"
         f"{load0[2]:.2f}, at end {load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f} on "
         f"{os.cpu_count()} CPUs.",

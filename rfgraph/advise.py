@@ -37,6 +37,7 @@ from torch import nn
 
 from .kinds import Family, Kind
 from .symbolic import format_expr
+from .util import submodule
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -77,7 +78,7 @@ def _conv(a: Analysis, n: NodeInfo) -> nn.modules.conv._ConvNd | None:
     if n.op != "call_module" or a.graph_module is None:
         return None
     try:
-        m = a.graph_module.get_submodule(n.module or str(n.target))
+        m = submodule(a.graph_module, n.module or str(n.target))
     except AttributeError:
         return None
     if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed:
@@ -147,7 +148,7 @@ def _shuffle_node(a: Analysis, n: NodeInfo, fx_nodes: dict[str, Any]) -> int | N
     """The groups of a channel-shuffle module or call (None: not one)."""
     if n.op == "call_module" and a.graph_module is not None:
         try:
-            m = a.graph_module.get_submodule(n.module or str(n.target))
+            m = submodule(a.graph_module, n.module or str(n.target))
         except AttributeError:
             return None
         return int(m.groups) if isinstance(m, nn.ChannelShuffle) else None
@@ -215,15 +216,11 @@ def _shuffle_idioms(flow: _Flow, fx_nodes: dict[str, Any]) -> list[tuple[list[st
 def variants(a: Analysis) -> dict[str, Variant]:
     """Node name → its :class:`Variant`, for every node that is part of a recognised
     convolution variant (computed once per analysis and kept on it)."""
-    cached = getattr(a, _CACHE_ATTR, None)
-    if cached is not None:
-        return cached
-    out = _detect(a)
-    try:
-        setattr(a, _CACHE_ATTR, out)
-    except AttributeError:  # pragma: no cover - a frozen object
-        pass
-    return out
+    shared = a._shared  # the same nodes: the analyses evaluated from this one share the answer
+    cached = shared.get(_CACHE_ATTR)
+    if cached is None:
+        cached = shared[_CACHE_ATTR] = _detect(a)
+    return cached
 
 
 def _detect(a: Analysis) -> dict[str, Variant]:

@@ -23,7 +23,7 @@ from .receptive_field import decided_at, identity_rf
 from .rules import base as rules
 from .tensor import TensorInfo
 from .trace import module_of, resolve_attr
-from .util import first_line, first_of, map_leaves
+from .util import first_line, first_of, map_leaves, submodule
 
 
 class Unknown:
@@ -116,7 +116,7 @@ def _const_tensor(t: torch.Tensor, n_axes: int) -> TensorInfo:
 
 def _target_text(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str]:
     if node.op == "call_module":
-        mod = gm.get_submodule(str(node.target))
+        mod = submodule(gm, str(node.target))
         return type(mod).__name__, type(mod).__name__
     if node.op in ("call_function",):
         return rules.target_name(node.target), ""
@@ -209,7 +209,7 @@ def _annotate_nodes(gm: fx.GraphModule, shape: Sequence[Expr], at_syms: dict | N
 def _apply_rule(gm: fx.GraphModule, node: fx.Node, env: dict[str, Any], info: NodeInfo,
                 warned: dict[str, int], seen_modules: dict[int, str],
                 at: dict[sympy.Symbol, int] | None, warn: bool, n_axes: int = 0) -> None:
-    module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+    module = submodule(gm, str(node.target)) if node.op == "call_module" else None
     args = fx.node.map_arg(node.args, lambda n: env[n.name])
     kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n.name])
     if node.op == "call_method":

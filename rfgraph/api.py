@@ -16,6 +16,7 @@ from .modes import check_mode, in_mode
 from .rules.base import Key, RuleSpec, scope
 from .symbolic import parse_dim
 from .trace import trace
+from .util import submodule
 
 
 def parse_input(spec: str | Sequence[int | str]) -> tuple:
@@ -128,7 +129,7 @@ def params_unreached(model: nn.Module, gm: fx.GraphModule) -> dict[str, int]:
     for node in gm.graph.nodes:
         if node.op == "call_module":
             try:
-                sub = gm.get_submodule(str(node.target))
+                sub = submodule(gm, str(node.target))
             except AttributeError:
                 continue
             reached.update(id(p) for p in sub.parameters())

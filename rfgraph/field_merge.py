@@ -182,9 +182,13 @@ def _merge(present: list[AxisRF], unique: list[AxisRF], broadcast: list[bool],
     reason = join_reasons(reasons)
     affines = [r.affine for r in unique if r.affine is not None]
     if len(affines) == len(unique) and len({a[1] for a in affines}) == 1:
-        lo = smallest([a[2] for a in affines])
-        hi = largest([a[2] + a[0] - 1 for a in affines])
-        width = sympy.expand(hi - lo + 1)
+        if all(isinstance(a[2], int) for a in affines):  # the usual case: plain ints
+            lo, hi = min(a[2] for a in affines), max(a[2] + a[0] - 1 for a in affines)
+            width = Integer(hi - lo + 1)
+        else:
+            lo = smallest([a[2] for a in affines])
+            hi = largest([a[2] + a[0] - 1 for a in affines])
+            width = sympy.expand(hi - lo + 1)
         if width.is_Integer:  # offsets that differ by numbers: still one affine field
             j = affines[0][1]
             return _affine_rf(int(width), j, lo, aligned, reason, notes)._upper_if(

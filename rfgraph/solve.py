@@ -30,6 +30,7 @@ from .analysis import condition_text, smallest_true
 from .errors import RfgraphError
 from .symbolic import format_expr, subs_int
 from .tensor import AXIS_LETTERS, Window
+from .util import submodule
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -247,7 +248,7 @@ def _window_of(a: Analysis, fx_node: Any) -> tuple[Window, Any] | None:
     from .util import conv_padding, ntuple
 
     if fx_node.op == "call_module":
-        mod = a.graph_module.get_submodule(str(fx_node.target))
+        mod = submodule(a.graph_module, str(fx_node.target))
         kind = type(mod).__name__
         nd = _CONV.get(kind) or _POOL.get(kind)
         if nd is None:

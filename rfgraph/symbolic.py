@@ -14,6 +14,7 @@ nested floors. Nothing here calls ``sympy.simplify``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
@@ -109,9 +110,31 @@ def _canonical_floor(num: Expr, den: int) -> Expr:
     return floor((rest + const) / den, evaluate=False)
 
 
+def fraction_of(arg: Expr) -> tuple[Expr, Expr]:
+    """``arg`` as (numerator, denominator), expanded: ``(H + 6)/8`` -> ``(H + 6, 8)``.
+
+    The common case, a sum of terms with rational coefficients and no symbolic denominators,
+    takes the lcm of the coefficients' denominators; anything else goes through SymPy's
+    ``together`` (which costs ~0.5 ms a call, and printing a formula calls this per floor)."""
+    arg = sympy.sympify(arg)
+    den = 1
+    for term in Add.make_args(arg):
+        coeff, core = term.as_coeff_Mul()
+        if not coeff.is_Rational:
+            break
+        if any(not (f.as_base_exp()[1].is_Integer and f.as_base_exp()[1] > 0)
+               or f.is_Rational for f in sympy.Mul.make_args(core) if f is not sympy.S.One):
+            break
+        den = den * int(coeff.q) // math.gcd(den, int(coeff.q))
+    else:
+        return sympy.expand(arg * den), Integer(den)
+    num, d = sympy.fraction(sympy.together(arg))
+    return sympy.expand(num), d
+
+
 def _as_int_fraction(arg: Expr) -> tuple[Expr, int] | None:
     """Write ``arg`` as G/a with G integer-valued and a a positive int, or None."""
-    num, den = sympy.fraction(sympy.together(arg))
+    num, den = fraction_of(arg)
     if not den.is_Integer or int(den) <= 0:
         return None
     num = sympy.expand(num)
@@ -133,12 +156,26 @@ def _split_floor_terms(expr: Expr) -> tuple[list[tuple[int, Expr]], Expr]:
     return special, Add(*rest)
 
 
+def clear_caches() -> None:
+    """Forget every memoised formula: SymPy's cache and rfgraph's own (benchmarks call this so
+    that each run pays the cost of a first analysis)."""
+    sympy.core.cache.clear_cache()
+    _floordiv.cache_clear()
+
+
 def floordiv(num: Expr | int, den: int) -> Expr:
     """floor(num / den) for an integer-valued ``num`` and a positive int ``den``, kept compact."""
     num = sympy.sympify(num)
     den = int(den)
     if den <= 0:
         raise ValueError("floordiv needs a positive divisor")
+    return _floordiv(num, den)
+
+
+@functools.lru_cache(maxsize=4096)
+def _floordiv(num: Expr, den: int) -> Expr:
+    """:func:`floordiv`, memoised: a network asks for the same few sizes over and over (every
+    conv of a stage sees the same input length), and the canonical forms are pure."""
     if den == 1:
         return num
     if num.is_Integer:

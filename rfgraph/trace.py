@@ -80,9 +80,23 @@ def trace(model: nn.Module) -> fx.GraphModule:
     else:
         raise TraceError(f"could not trace {type(model).__name__}: too many untraceable modules")
     name = type(model.layer if isinstance(model, _Single) else model).__name__
-    gm = fx.GraphModule(tracer.root, graph, name)
+    gm = _graph_module(tracer.root, graph, name)
     gm.meta["rfgraph_forced_leaves"] = forced
+    gm.meta["rfgraph_modules"] = dict(gm.named_modules())
     return gm
+
+
+def _graph_module(root: nn.Module, graph: fx.Graph, name: str) -> fx.GraphModule:
+    """A GraphModule whose Python code is generated on first call, not at construction.
+
+    Analysis reads the graph and never calls the module, so ``recompile`` (code generation and
+    ``exec``, a third of tracing a light net) is deferred until verify or a user runs it.
+    torch's ``_LazyGraphModule`` does exactly that; a torch without it gets a plain GraphModule."""
+    try:
+        from torch.fx._lazy_graph_module import _LazyGraphModule
+    except ImportError:  # pragma: no cover - older/newer torch without the class
+        return fx.GraphModule(root, graph, name)
+    return _LazyGraphModule(root, graph, name)
 
 
 def _default_args(model: nn.Module) -> dict:

@@ -26,6 +26,19 @@ T = TypeVar("T")
 # ------------------------------------------------------------------------------------------------
 # Nested values
 # ------------------------------------------------------------------------------------------------
+def submodule(root: Any, target: str) -> Any:
+    """``root.get_submodule(target)``, through the name -> module table that
+    :func:`rfgraph.trace.trace` keeps in the graph modules it builds (``get_submodule`` walks
+    the path each time; annotate, advise and the unreached-parameter count ask per node)."""
+    meta = getattr(root, "meta", None)
+    table = meta.get("rfgraph_modules") if isinstance(meta, dict) else None
+    if table is not None:
+        found = table.get(target)
+        if found is not None:
+            return found
+    return root.get_submodule(target)
+
+
 def _is_record(value: Any) -> bool:
     """A dataclass instance that holds values (not TensorInfo, which is a leaf)."""
     return (dataclasses.is_dataclass(value) and not isinstance(value, type)

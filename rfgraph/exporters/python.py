@@ -12,6 +12,7 @@ import sympy
 from sympy import Expr, Integer
 
 from ..errors import RfgraphError
+from ..symbolic import fraction_of
 from . import _shape, _text, _upper, rows
 
 if TYPE_CHECKING:
@@ -81,8 +82,7 @@ def _py(expr: Any) -> tuple[str, int]:
             return f"Fraction(1, {_wrap(base, _ATOM)} ** {int(-ex)})", _ATOM
         raise _NoPython(f"power {e}")
     if isinstance(e, (sympy.floor, sympy.ceiling)):
-        num, den = sympy.fraction(sympy.together(e.args[0]))
-        num = sympy.expand(num)
+        num, den = fraction_of(e.args[0])
         if isinstance(e, sympy.floor):
             return f"{_wrap(num, _MUL)} // {_wrap(den, _ATOM)}", _MUL
         return f"-(-{_wrap(num, _ATOM)} // {_wrap(den, _ATOM)})", _MUL
