@@ -45,7 +45,7 @@ class Analysis:
                  params_unreached: Mapping[str, int] | None = None,
                  rules: Mapping[Any, Any] | None = None,
                  formulas: FormulaCache | None = None,
-                 shared: dict[Any, Any] | None = None) -> None:
+                 shared: dict[Any, Any] | None = None, costs: Any = None) -> None:
         self.model_name = model_name
         self.input_shape = tuple(input_shape)
         self._nodes = nodes
@@ -69,6 +69,9 @@ class Analysis:
         #: values that depend on the nodes only (total MACs formula, per-field values, see
         #: field_value): shared with the analyses evaluated from this one on the same nodes
         self._shared: dict[Any, Any] = {} if shared is None else shared
+        #: memory and training costs (:class:`rfgraph.costs.Costs`) when asked for with
+        #: ``analyze(..., costs=("memory", "train"))``, else None
+        self.costs = costs
 
     def with_at(self, at: Mapping[str, int] | None, nodes: list[NodeInfo] | None = None,
                 warnings: list[str] | None = None) -> Analysis:
@@ -78,7 +81,8 @@ class Analysis:
                         self.warnings if warnings is None else warnings, at,
                         self.graph_module, self.mode, self.params_unreached, self.rules,
                         self.formulas,
-                        self._shared if nodes is None or nodes is self._nodes else None)
+                        self._shared if nodes is None or nodes is self._nodes else None,
+                        self.costs)
 
     # -- structure ---------------------------------------------------------------------------
     @property
@@ -326,6 +330,14 @@ class Analysis:
             out.append(FieldAt(max(int(s) for s in sizes), jump, int(offset),
                                min(int(s) for s in sizes)))
         return out
+
+    def cost_values(self) -> dict[str, Any]:
+        """The totals of :attr:`costs` (formula text and, when evaluated, ``_at`` values):
+        ``param_bytes``, ``buffer_bytes``, ``peak_bytes``, ``saved_bytes``, ``backward_macs``,
+        ``optimizer_bytes``... (docs/json.md, docs/memory.md). Empty without costs."""
+        from .cost_report import totals
+
+        return totals(self) if self.costs is not None else {}
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, **sizes: int) -> Analysis:

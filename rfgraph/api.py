@@ -80,7 +80,9 @@ def parse_at(spec: str | Mapping[str, int] | None) -> dict[str, int] | None:
 
 def analyze(model: nn.Module, input_shape: str | Sequence[int | str] = (1, 3, "H", "W"),
             at: str | Mapping[str, int] | None = None, name: str | None = None,
-            mode: str = "eval", rules: Mapping[Key, RuleSpec] | None = None) -> Analysis:
+            mode: str = "eval", rules: Mapping[Key, RuleSpec] | None = None,
+            costs: str | Sequence[str] | None = None, dtype: str | None = None,
+            optimizer: str = "adam") -> Analysis:
     """Trace ``model`` and annotate every node with symbolic shapes, fields, params and MACs.
 
     ``input_shape``: e.g. ``(1, 3, "H", "W")``; names become positive integer symbols.
@@ -93,9 +95,23 @@ def analyze(model: nn.Module, input_shape: str | Sequence[int | str] = (1, 3, "H
     take precedence over built-in and registered rules for the same key. They apply to the
     tracing, the annotation and every evaluation (``at``, and later ``Analysis.evaluate``,
     which keeps them in ``Analysis.rules``).
+    ``costs``: ``("memory",)`` or ``("memory", "train")`` (or ``"memory,train"``) adds memory
+    and training costs as formulas (:attr:`Analysis.costs`, docs/memory.md); ``dtype``
+    (``float32``, ``float16``, ``bfloat16``; default: the model's) and ``optimizer`` (``sgd``,
+    ``momentum``, ``adam``) shape them. Without ``costs`` only params and MACs are counted.
     """
     with scope(rules):
-        return _analyze(model, input_shape, at, name, mode, rules)
+        result = _analyze(model, input_shape, None if costs else at, name, mode, rules)
+        if costs:
+            from .costs import compute_costs, parse_costs
+
+            kinds = parse_costs(costs)
+            if kinds:
+                result.costs = compute_costs(result, kinds, dtype, optimizer,
+                                             parse_at(at) if at else None)
+            if at:
+                result = result.evaluate(**(parse_at(at) or {}))
+        return result
 
 
 def _analyze(model: nn.Module, input_shape: str | Sequence[int | str],

@@ -100,6 +100,7 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--show-offset", action="store_true",
                     help="show the receptive-field offset on the drawing")
     an.add_argument("--train", action="store_true", help=_TRAIN_HELP)
+    add_cost_arguments(an)
     _add_traceback_flag(an)
     er = sub.add_parser(
         "erf", help="effective receptive field of one node (gradient heat map)",
@@ -141,9 +142,28 @@ def _check_sizes(model: Any, *at_specs: str | None) -> None:
             check_size_ranges(model, parse_at(spec))
 
 
+def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
+    """--costs, --dtype and --optimizer (analyze; solve's memory questions)."""
+    parser.add_argument("--costs", default=None, metavar="LIST",
+                        help="also compute memory,train costs as formulas: activation bytes, "
+                             "peak memory; with train, saved-for-backward bytes, backward MACs "
+                             "and optimizer state (docs/memory.md)")
+    parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16",
+                                                          "float64"],
+                        help="dtype of activations and parameters for --costs (default: the "
+                             "model's)")
+    parser.add_argument("--optimizer", default="adam", choices=["sgd", "momentum", "adam"],
+                        help="optimizer whose state --costs train counts (default adam: two "
+                             "copies of the trainable parameters, plus gradients)")
+
+
 def analyze_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Extra keyword arguments for rfgraph.api.analyze: ``mode="train"`` with --train."""
-    return {"mode": "train"} if getattr(args, "train", False) else {}
+    """Extra keyword arguments for rfgraph.api.analyze: ``mode="train"`` with --train, and
+    ``costs``/``dtype``/``optimizer`` with --costs."""
+    out: dict[str, Any] = {"mode": "train"} if getattr(args, "train", False) else {}
+    if getattr(args, "costs", None):
+        out.update(costs=args.costs, dtype=args.dtype, optimizer=args.optimizer)
+    return out
 
 
 def load_model(args: argparse.Namespace) -> tuple[Any, Any, str | None]:

@@ -103,6 +103,10 @@ def node_to_dict(a: Analysis, node: NodeInfo) -> dict[str, Any]:
     variant = variant_label(a, node)
     if variant:  # a layer of a recognised convolution variant (rfgraph/advise.py)
         d["variant"] = variant
+    if a.costs is not None:
+        from .cost_report import node_costs
+
+        d.update(node_costs(a, node))
     if node.conditions:
         d["conditions"] = [f"{a.text(c.lhs)} = {a.text(c.rhs)}"
                            if isinstance(c, sympy.Eq) else str(c) for c in node.conditions]
@@ -129,6 +133,7 @@ def analysis_to_dict(a: Analysis) -> dict[str, Any]:
             "buffers": int(a.total_buffers),
             "unknown_nodes": [n.name for n in a.unknown_nodes],
             "unknown_ops": a.unknown_ops,
+            **a.cost_values(),
         },
         "mode": a.mode,
         "warnings": list(a.warnings),

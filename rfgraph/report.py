@@ -55,7 +55,8 @@ HEADER = ["node", "module", "op", "out shape", "RF", "jump", "offset", "params",
 
 def _render(rows: list[list[str]], header: list[str]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {i for i, h in enumerate(header) if h in ("params", "MACs")}
+    right = {i for i, h in enumerate(header) if h in ("params", "MACs", "out bytes", "saved",
+                                                      "bwd MACs")}
     def fmt(r: list[str]) -> str:
         cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in
                  enumerate(zip(r, widths))]
@@ -77,7 +78,13 @@ def format_table(a: Analysis, depth: int | None = None) -> str:
         if found:
             rows = [r + [found[n.name].label if n.name in found else ""]
                     for r, n in zip(rows, a.nodes)]
-        lines += _render(rows, HEADER + (["variant"] if found else []))
+        header = HEADER + (["variant"] if found else [])
+        if a.costs is not None:  # --costs: bytes (and backward MACs) per node
+            from .cost_report import cost_cells, cost_header
+
+            rows = [r + cost_cells(a, n) for r, n in zip(rows, a.nodes)]
+            header = header + cost_header(a)
+        lines += _render(rows, header)
     else:
         rows = []
         for r in a.by_module(depth):
@@ -120,6 +127,10 @@ def format_table(a: Analysis, depth: int | None = None) -> str:
         lines.append(text + ")")
     else:
         lines.append(f"MACs: {a.text(a.value_of(a.total_macs))}")
+    if a.costs is not None:
+        from .cost_report import cost_lines
+
+        lines += cost_lines(a)
     conditions = a.conditions
     if conditions and a.at is None:
         lines.append("conditions on the input sizes: " + "; ".join(conditions[:8])
