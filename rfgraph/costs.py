@@ -496,15 +496,13 @@ def _params_and_grads(a: Analysis, gm: fx.GraphModule, costs: dict[str, NodeCost
             own = [*mod.parameters(), *mod.buffers()]
             weights_rg = any(p.requires_grad for p in mod.parameters())
         elif n.op == "get_attr":
-            try:
-                obj = gm.get_parameter(str(n.target))
-            except AttributeError:
-                obj = None
-            if obj is None:
+            obj: Any = None
+            for getter in (gm.get_parameter, gm.get_buffer):
                 try:
-                    obj = gm.get_buffer(str(n.target))
+                    obj = getter(str(n.target))
+                    break
                 except AttributeError:
-                    obj = None
+                    continue
             own = [obj] if isinstance(obj, torch.Tensor) else []
         for t in own:
             if id(t) in seen:
