@@ -318,13 +318,15 @@ class Analysis:
                 continue
             d = t.dim_of_axis(a)
             n = self.int_of(t.shape[d]) if d is not None else 1
-            # formulas of the sizes at the positions that exist (n of them): a global field's
-            # do not depend on n
-            within = self.field_value(r, "sizes_within" if r.extent is not None
-                                      else f"sizes_within {n}",
-                                      lambda r=r, n=n: r.sizes_within(n))
-            sizes = [self.value_of(s) for s in within]
-            jump, offset = self.value_of(r.jump), self.value_of(r.offset)
+            if r.extent is not None:  # a global field's sizes do not depend on n: formulas
+                within = self.field_value(r, "sizes_within", lambda r=r: r.sizes_within(None))
+                sizes = [self.value_of(s) for s in within]
+                offset = self.value_of(r.offset)
+            else:  # the sizes at the positions that exist (n of them), computed as numbers
+                sizes, offset = self.field_value(
+                    r, f"sizes_within {n} at {sorted(self.at.items())}",
+                    lambda r=r, n=n: self._numeric_sizes(r, n))
+            jump = self.value_of(r.jump)
             if not (all(s.is_Integer for s in sizes) and offset.is_Integer and jump.is_Rational):
                 return None
             out.append(FieldAt(max(int(s) for s in sizes), jump, int(offset),
@@ -338,6 +340,20 @@ class Analysis:
         from .cost_report import totals
 
         return totals(self) if self.costs is not None else {}
+
+    def _numeric_sizes(self, r: AxisRF, n: int | None) -> tuple[list[Expr], Expr]:
+        """A position-dependent field's sizes at the positions that exist and its offset, at
+        this analysis' sizes: the maps run on numbers (rfgraph.symbolic.numeric_at) instead of
+        building each position's formula and substituting (exact either way; tests compare)."""
+        from .symbolic import numeric_at
+
+        with numeric_at(self._subs_map()):
+            sizes = [sympy.sympify(s) for s in r.sizes_within(n)]
+            offset = sympy.sympify(r.offset)
+        if not all(s.is_Number for s in sizes) or not offset.is_Number:  # pragma: no cover
+            sizes = [self.value_of(s) for s in r.sizes_within(n)]
+            offset = self.value_of(r.offset)
+        return sizes, offset
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, **sizes: int) -> Analysis:

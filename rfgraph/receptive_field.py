@@ -27,7 +27,7 @@ import sympy
 from sympy import Expr, Integer, Max, Min
 
 from .errors import Unsupported
-from .symbolic import Y, ceildiv, floordiv, normalize
+from .symbolic import Y, ceildiv, floordiv, normalize, numeric_values
 
 __all__ = ["AxisRF", "global_rf", "identity_rf", "Y", "IndexMap"]  # Y, IndexMap: for rules that
 # build their own index maps
@@ -233,6 +233,9 @@ class AxisRF:
         return self._extent
 
     def _eval(self, which: int, y: int | Expr) -> Expr:
+        numeric = numeric_values()
+        if numeric is not None and self.affine is None:
+            return self._eval_numeric(which, y, *numeric)
         if self._extent is not None:
             return self._extent[which]
         if self.affine is not None:
@@ -245,6 +248,26 @@ class AxisRF:
             with self._deciding():
                 self._cache[key] = normalize(sympy.expand(fn(key[1])))
         return self._cache[key]
+
+    def _eval_numeric(self, which: int, y: int | Expr, token: int, values: dict) -> Expr:
+        """:meth:`_eval` at the sizes of :func:`rfgraph.symbolic.numeric_at` (a number): the
+        maps run with numbers, no symbolic form is built. Kept apart from the symbolic cache,
+        for the latest sizes only."""
+        if self._extent is not None:
+            return sympy.sympify(self._extent[which]).xreplace(values)
+        if getattr(self, "_num_token", None) != token:
+            self._num_token = token
+            self._num_cache: dict[tuple[int, Expr], Expr] = {}
+        key = (which, sympy.sympify(y))
+        got = self._num_cache.get(key)
+        if got is None:
+            fn = self._start if which == 0 else self._end
+            with self._deciding():
+                got = sympy.sympify(fn(key[1])).xreplace(values)
+            if not got.is_Number:
+                got = normalize(sympy.expand(got))
+            self._num_cache[key] = got
+        return got
 
     @property
     def offset(self) -> Expr:

@@ -15,8 +15,10 @@ nested floors. Nothing here calls ``sympy.simplify``.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from fractions import Fraction
 
 import sympy
@@ -156,6 +158,30 @@ def _split_floor_terms(expr: Expr) -> tuple[list[tuple[int, Expr]], Expr]:
     return special, Add(*rest)
 
 
+#: (token, symbol -> Integer) while :func:`numeric_at` is active: floordiv/ceildiv of a
+#: formula whose every symbol has a value return that number (no canonical form is built)
+_NUMERIC: list[tuple[int, dict]] = []
+_TOKENS = itertools.count()
+
+
+@contextmanager
+def numeric_at(values: Mapping[sympy.Symbol, int]) -> Iterator[int]:
+    """Within: the floor/ceil divisions of formulas are computed at ``values`` (a number, not
+    a formula). Used to evaluate position-dependent fields at concrete sizes without building
+    their symbolic forms first; yields a token that names these values for caches."""
+    token = next(_TOKENS)
+    _NUMERIC.append((token, {k: Integer(v) for k, v in values.items()}))
+    try:
+        yield token
+    finally:
+        _NUMERIC.pop()
+
+
+def numeric_values() -> tuple[int, dict] | None:
+    """(token, values) of the innermost :func:`numeric_at`, or None."""
+    return _NUMERIC[-1] if _NUMERIC else None
+
+
 def clear_caches() -> None:
     """Forget every memoised formula: SymPy's cache and rfgraph's own (benchmarks call this so
     that each run pays the cost of a first analysis)."""
@@ -169,6 +195,10 @@ def floordiv(num: Expr | int, den: int) -> Expr:
     den = int(den)
     if den <= 0:
         raise ValueError("floordiv needs a positive divisor")
+    if _NUMERIC and not num.is_Integer:
+        value = num.xreplace(_NUMERIC[-1][1])
+        if value.is_Integer:
+            return Integer(int(value) // den)
     return _floordiv(num, den)
 
 
