@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.rfgraph-installed
 PYTHON ?= python3
 
-.PHONY: demo test fuzz bench bench-peers lint dot clean
+.PHONY: demo test fuzz bench bench-peers lint dot clean docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench-peers: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rfgraph tests examples benchmarks
 	$(PY) -m mypy
+
+# docs/cli.md's reference block, generated from the argparse parser (tests/test_cli_doc.py
+# fails when it is stale).
+docs: $(STAMP)
+	$(PY) -m rfgraph.cli_doc
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis
