@@ -100,6 +100,9 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--show-offset", action="store_true",
                     help="show the receptive-field offset on the drawing")
     an.add_argument("--train", action="store_true", help=_TRAIN_HELP)
+    an.add_argument("--wide", action="store_true",
+                    help="print formulas in full (by default, on a terminal, the widest "
+                         "formula cells are cut to fit its width)")
     add_cost_arguments(an)
     _add_traceback_flag(an)
     er = sub.add_parser(
@@ -140,6 +143,16 @@ def _check_sizes(model: Any, *at_specs: str | None) -> None:
     for spec in at_specs:
         if spec is not None:
             check_size_ranges(model, parse_at(spec))
+
+
+def table_width(args: argparse.Namespace) -> int | None:
+    """The width to fit the table in: the terminal's (``COLUMNS`` overrides) when stdout is
+    one; None (full text) with --wide or when the output goes to a file or a pipe."""
+    import shutil
+
+    if getattr(args, "wide", False) or not sys.stdout.isatty():
+        return None
+    return max(40, shutil.get_terminal_size((100, 24)).columns)
 
 
 def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
@@ -197,7 +210,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         json.dump(analysis.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        print(format_table(analysis, depth=args.depth))
+        print(format_table(analysis, depth=args.depth, width=table_width(args)))
     if args.render:
         from .render import GraphvizNotFound, render
 

@@ -46,11 +46,23 @@ def analyses():
         "resnet50_symbolic": rfgraph.analyze(resnet, (1, 3, "H", "W"), name="resnet50"),
         "resnet50_224": rfgraph.analyze(resnet, (1, 3, "H", "W"), at="H=224,W=224",
                                         name="resnet50"),
+        "seed_tour_costs_224": rfgraph.analyze(DEFAULT_MODEL(), DEFAULT_INPUT, at="H=224,W=224",
+                                               name="seed_tour", costs=("memory", "train")),
     }
 
 
 def table_text(a: rfgraph.Analysis) -> str:
     """What `rfgraph analyze` writes: ``print(format_table(a))``."""
+    return format_table(a) + "\n"
+
+
+def table_100(a: rfgraph.Analysis) -> str:
+    """What `rfgraph analyze` writes on a 100-column terminal: formula cells cut to fit."""
+    return format_table(a, width=100) + "\n"
+
+
+def table_costs(a: rfgraph.Analysis) -> str:
+    """`rfgraph analyze --costs memory,train`: the byte and backward columns and totals."""
     return format_table(a) + "\n"
 
 
@@ -67,6 +79,9 @@ FILES = {  # golden file -> (analysis, serialiser)
     "resnet50_symbolic.txt": ("resnet50_symbolic", table_text),
     "resnet50_224.txt": ("resnet50_224", table_text),
     "resnet50_224.json": ("resnet50_224", json_text),
+    "seed_tour_symbolic_100cols.txt": ("seed_tour_symbolic", table_100),
+    "resnet50_symbolic_100cols.txt": ("resnet50_symbolic", table_100),
+    "seed_tour_costs_224.txt": ("seed_tour_costs_224", table_costs),
 }
 
 
