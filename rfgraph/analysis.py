@@ -398,7 +398,7 @@ class Analysis:
                     hint = self._smallest_valid(i, expr)
                     raise InputTooSmall(
                         f"input too small: {_where(node)} would give {what} = {value} "
-                        f"at {_fmt_at(self.at)}{hint}"
+                        f"at {_fmt_at(self.at) if self.at else self._shape_text()}{hint}"
                     )
             for cond in node.conditions:
                 value = subs_int(cond, subs)
@@ -409,6 +409,9 @@ class Analysis:
                         f"{_where(node)}: sizes do not fit at {_fmt_at(self.at)} "
                         f"(needs {what})"
                     )
+
+    def _shape_text(self) -> str:
+        return "input " + "×".join(self.text(s) for s in self.input_shape)
 
     def _smallest_valid(self, upto: int, failing: Expr) -> str:
         """'; the smallest valid H is 63' for the symbol that makes ``failing`` empty."""

@@ -53,7 +53,10 @@ class _Parser(argparse.ArgumentParser):
 
 def add_model_arguments(parser: argparse.ArgumentParser, input_help: str) -> None:
     """SPEC, --input and --trust-pickle: how every subcommand names the model to load."""
-    parser.add_argument("spec", nargs="?", default=None, metavar="SPEC")
+    parser.add_argument("spec", nargs="?", default=None, metavar="SPEC",
+                        help="the model: package.module:callable, path/to/file.py:callable, a "
+                             "torch.export .pt2 file or a pickled .pt file (--trust-pickle); "
+                             "default: the built-in seed-tour model")
     parser.add_argument("--input", default=None, metavar="SHAPE", help=input_help)
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow loading a pickled model file (runs code from the file)")
