@@ -90,7 +90,12 @@ def _pick(values: list[Expr], smallest: bool) -> Expr:
     keep = list(dict.fromkeys(keep))
     if len(keep) == 1:
         return keep[0]
-    return Min(*keep) if smallest else Max(*keep)
+    # every pair left differs by a formula whose sign SymPy cannot tell (checked above):
+    # Max/Min with evaluate=True would search the same pairs again through the assumptions
+    # system (seconds for an adaptive pool's 7 position-dependent sizes); sorted for a
+    # deterministic print
+    keep.sort(key=sympy.default_sort_key)
+    return Min(*keep, evaluate=False) if smallest else Max(*keep, evaluate=False)
 
 
 def smallest(values: list[Expr]) -> Expr:
