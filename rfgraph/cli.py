@@ -4,7 +4,8 @@
                     [--render out.svg] [--show-offset] [--train]
     rfgraph erf [SPEC] --input 1,3,H,W --at H=128,W=128 [--node NAME] [-o erf.png] [--train]
     rfgraph verify [SPEC] --input 1,3,H,W [--at H=224,W=224 [--at H=97,W=131]] [--json]
-                   [--checks shape,params,macs,rf,semantics] [--no-progress] [--node-budget S]
+                   [--checks shape,params,macs,rf,semantics,memory] [--no-progress]
+                   [--node-budget S] [--costs memory,train [--dtype D] [--optimizer O]]
 
 Every user error is one line on stderr and exit status 2; a bug in rfgraph is one line and exit
 status 3. verify exits 1 on a mismatch and 4 when some check could not run (docs/verify.md).
@@ -159,7 +160,8 @@ def table_width(args: argparse.Namespace) -> int | None:
 
 
 def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
-    """--costs, --dtype and --optimizer (analyze; solve's memory questions)."""
+    """--costs, --dtype and --optimizer (analyze, verify's memory check; solve's memory
+    questions)."""
     parser.add_argument("--costs", default=None, metavar="LIST",
                         help="also compute memory,train costs as formulas: activation bytes, "
                              "peak memory; with train, saved-for-backward bytes, backward MACs "
@@ -279,7 +281,8 @@ def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
                          "an odd/prime and the smallest valid size)")
     vp.add_argument("--json", action="store_true", help="print the report as JSON")
     vp.add_argument("--checks", default=None, metavar="LIST",
-                    help=f"comma-separated subset of {','.join(VERIFY_CHECKS)}")
+                    help=f"comma-separated subset of {','.join(VERIFY_CHECKS)} (memory runs "
+                         "with --costs)")
     vp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     vp.add_argument("--all-nodes", action="store_true",
                     help="probe the receptive field of every node (default: a representative "
@@ -290,6 +293,7 @@ def add_verify_parser(sub: Any) -> argparse.ArgumentParser:
                     help="time one node's semantics check may take (default "
                          f"{VERIFY_NODE_BUDGET:g}; "
                          "0: no limit); a slower check is reported as 'not checked: too slow'")
+    add_cost_arguments(vp)
     return vp
 
 

@@ -12,12 +12,13 @@ if TYPE_CHECKING:
 __all__ = ["cost_cells", "cost_header", "cost_lines", "format_bytes", "node_costs", "totals"]
 
 
-def _pair(a: Analysis, key: str, expr: Any) -> dict[str, Any]:
-    """``{key: formula text, key_at: int}`` (``_at`` only when evaluated; None when the
-    formula is unknown)."""
+def _pair(a: Analysis, key: str, expr: Any, formula: bool = False) -> dict[str, Any]:
+    """``{key: text, key_at: int}`` (``_at`` only when evaluated; None when the formula is
+    unknown). The text is the value at the evaluated sizes, as for a node's ``macs``, or with
+    ``formula`` (the totals, as ``totals.macs``) the formula itself."""
     if expr is None:
         return {key: None, **({f"{key}_at": None} if a.at is not None else {})}
-    out: dict[str, Any] = {key: a.text(a.value_of(expr))}
+    out: dict[str, Any] = {key: a.text(expr if formula else a.value_of(expr))}
     if a.at is not None:
         out[f"{key}_at"] = a.int_of(expr)
     return out
@@ -46,25 +47,28 @@ def totals(a: Analysis) -> dict[str, Any]:
         return {}
     d: dict[str, Any] = {"dtype": costs.dtype, "param_bytes": costs.param_bytes,
                          "buffer_bytes": costs.buffer_bytes}
-    d.update(_pair(a, "peak_bytes", costs.peak_formula))
+    d.update(_pair(a, "peak_bytes", costs.peak_formula, True))
     if a.at is not None:  # exact: the max over every step at these sizes
         d["peak_bytes_at"] = costs.peak_at(a.value_of)
     d["peak_exact"] = len(costs.peak_candidates) == 1
-    d.update(_pair(a, "inference_bytes", costs.inference_total(costs.peak_formula)))
+    d.update(_pair(a, "inference_bytes", costs.inference_total(costs.peak_formula), True))
     if a.at is not None:
-        d["inference_bytes_at"] = (costs.param_bytes + costs.buffer_bytes
-                                   + costs.peak_at(a.value_of))
+        peak_at = costs.peak_at(a.value_of)
+        d["inference_bytes_at"] = (None if peak_at is None else
+                                   costs.param_bytes + costs.buffer_bytes + peak_at)
     if costs.train:
         d["optimizer"] = costs.optimizer
         d["grad_bytes"] = costs.grad_bytes
         d["optimizer_bytes"] = costs.optimizer_bytes
-        d.update(_pair(a, "saved_bytes", costs.saved_total))
-        d.update(_pair(a, "backward_macs", costs.backward_macs))
-        d.update(_pair(a, "train_macs", a.total_macs + costs.backward_macs))
-        d.update(_pair(a, "train_bytes", costs.train_total(costs.peak_formula)))
+        d.update(_pair(a, "saved_bytes", costs.saved_total, True))
+        d.update(_pair(a, "backward_macs", costs.backward_macs, True))
+        d.update(_pair(a, "train_macs", a.total_macs + costs.backward_macs, True))
+        d.update(_pair(a, "train_bytes", costs.train_total(costs.peak_formula), True))
         if a.at is not None:
             total = costs.train_total(costs.peak_at(a.value_of))
             d["train_bytes_at"] = None if total is None else a.int_of(total)
+    if costs.peak_formula is None:
+        d["peak_exact"] = False
     d["costs_complete"] = costs.complete and a.complete
     if costs.notes:
         d["cost_notes"] = list(costs.notes)
@@ -124,6 +128,8 @@ def cost_lines(a: Analysis) -> list[str]:
         at = t.get(f"{key}_at")
         if at is not None:
             return f"{format_bytes(at)} ({at:,} B)"
+        if t.get(key) is None:
+            return "unknown (not a formula)"
         return f"{t.get(key)} B"
 
     lines = [f"memory ({t['dtype']}): params {format_bytes(t['param_bytes'])}, buffers "

@@ -24,6 +24,7 @@ totals say they are incomplete).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ import sympy
 import torch
 from sympy import Expr, Integer
 from torch import fx
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .errors import RfgraphError
 from .execute import MetaExecutor, tensors_in
@@ -130,8 +132,9 @@ class Costs:
     trainable_param_bytes: int
     #: distinct sums of live bytes over the graph order: the peak is their max
     peak_candidates: list[Expr]
-    #: the candidate that dominates for large sizes (the peak formula shown)
-    peak_formula: Expr
+    #: the candidate that dominates for large sizes (the peak formula shown); None (and no
+    #: candidates) when some node's bytes are not a formula
+    peak_formula: Expr | None
     saved_total: Expr | None
     #: notes about what is not exact (numeric nodes, unknown ops)
     notes: list[str] = field(default_factory=list)
@@ -160,18 +163,23 @@ class Costs:
         return all(c.out_bytes is not None and c.saved_bytes is not None
                    for c in self.nodes.values()) and self.saved_total is not None
 
-    def peak_at(self, value_of: Any) -> int:
-        """The exact inference peak at the sizes ``value_of`` substitutes."""
+    def peak_at(self, value_of: Any) -> int | None:
+        """The exact inference peak at the sizes ``value_of`` substitutes (None when some
+        node's bytes are not a formula: no peak is claimed then)."""
+        if not self.peak_candidates:
+            return None
         return max(int(value_of(c)) for c in self.peak_candidates)
 
-    def inference_total(self, peak: Expr | int) -> Expr:
+    def inference_total(self, peak: Expr | int | None) -> Expr | None:
+        if peak is None:
+            return None
         return self.param_bytes + self.buffer_bytes + sympy.sympify(peak)
 
-    def train_total(self, peak: Expr | int) -> Expr | None:
+    def train_total(self, peak: Expr | int | None) -> Expr | None:
         """Parameters, buffers, gradients, optimizer state, saved activations and the inference
         peak (the working set of the forward and of the backward's gradients): an estimate
         from above of what training holds at once (docs/memory.md)."""
-        if self.saved_total is None:
+        if self.saved_total is None or peak is None:
             return None
         return (self.param_bytes + self.buffer_bytes + self.optimizer_bytes + self.saved_total
                 + sympy.sympify(peak))
@@ -184,6 +192,7 @@ class _CostRun(MetaExecutor):
 
     def __init__(self, gm: fx.GraphModule, dtype: torch.dtype, grad: bool) -> None:
         super().__init__(gm)
+        self.extra_traceback = False  # its errors stay one line (no "While executing ...")
         self.dtype = dtype
         self.grad = grad
         self.current: str | None = None
@@ -237,8 +246,27 @@ class _CostRun(MetaExecutor):
                 self.saved.setdefault(self.current, []).append(t)
             return t
 
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                (_AsOnCpu() if self.grad else contextlib.nullcontext()):
             self.run(x)
+
+
+class _AsOnCpu(TorchDispatchMode):
+    """Meta kernels that return more than the CPU (and cuDNN) kernels, made to return the same:
+    ``native_batch_norm`` with running statistics (eval) returns ``save_mean``/``save_invstd``
+    of C elements on meta but empty on CPU, and autograd saves them."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None,
+                           ) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten.native_batch_norm.default and not _arg(args, kwargs, 5,
+                                                                            "training"):
+            out = (out[0], *(t.new_empty((0,)) for t in out[1:]))
+        return out
+
+
+def _arg(args: Any, kwargs: Any, i: int, name: str) -> Any:
+    return args[i] if len(args) > i else (kwargs or {}).get(name)
 
 
 def _sid(t: torch.Tensor) -> int:
@@ -312,29 +340,25 @@ def _itemsize(t: torch.Tensor) -> int:
     return t.element_size()
 
 
-def sample_sizes(a: Analysis, at: Mapping[str, int] | None = None) -> list[dict[str, int]]:
-    """Two sizes the model accepts (one for a concrete analysis): the meta runs' sizes. ``at``
-    (the sizes the user evaluates at) is the fallback for a model that accepts one size only."""
+def _candidate_sizes(a: Analysis, at: Mapping[str, int] | None,
+                     found: Sequence[dict[str, int]]) -> Iterable[dict[str, int]]:
+    """Sizes to run the meta passes at: sample sizes the formulas accept, then ``at`` (the
+    sizes the user evaluates at: the fallback for a model that accepts one size only).
+    ``found`` (the sizes that ran) picks the batch N of the next candidate."""
     if not a.symbols:
-        return [{}]
-    found: list[dict[str, int]] = []
+        yield {}
+        return
     for size in _SAMPLE_SIZES:
         # each symbol its own value (H = 67, W = 131), so that no two dims coincide
-        at = {s: (_SAMPLE_N[min(len(found), 1)] if s == "N" else size + 64 * i)
-              for i, s in enumerate(a.symbols)}
+        cand = {s: (_SAMPLE_N[min(len(found), 1)] if s == "N" else size + 64 * i)
+                for i, s in enumerate(a.symbols)}
         try:
-            a.evaluate(**at)
+            a.evaluate(**cand)
         except RfgraphError:
             continue
-        found.append(at)
-        if len(found) == 2:
-            return found
-    if at and dict(at) not in found and len(found) < 2:
-        found.append(dict(at))
-    if not found:
-        raise RfgraphError("memory costs: the model accepts none of the sample sizes "
-                           f"{', '.join(map(str, _SAMPLE_SIZES))}; give the sizes with --at")
-    return found
+        yield cand
+    if at:
+        yield dict(at)
 
 
 def _input_shape(a: Analysis, sizes: Mapping[str, int]) -> list[int]:
@@ -362,19 +386,37 @@ def compute_costs(a: Analysis, kinds: Sequence[str] = ("memory",), dtype: str | 
     torch_dtype = _model_dtype(gm) if dtype is None else _dtype(dtype)
     dtype_name = next(k for k, v in DTYPES.items() if v == torch_dtype)
     fx_nodes = [n for n in gm.graph.nodes]
-    samples = sample_sizes(a, at)
+    samples: list[dict[str, int]] = []
     walks: list[_Walk] = []
     train_runs: list[_CostRun] = []
+    failure: RfgraphError | None = None
     with in_mode(gm, a.mode):
-        for at in samples:
-            run = _CostRun(gm, torch_dtype, grad=False)
-            run.go(_input_shape(a, at))
-            walks.append(_walk(run, fx_nodes))
-            if "train" in kinds:
-                trun = _CostRun(gm, torch_dtype, grad=True)
-                trun.go(_input_shape(a, at))
-                trun.walk = _walk(trun, fx_nodes)  # type: ignore[attr-defined]
+        for cand in _candidate_sizes(a, at, samples):
+            if cand in samples:
+                continue
+            try:  # the model may refuse a size the formulas accept (torch._assert on meta)
+                run = _CostRun(gm, torch_dtype, grad=False)
+                run.go(_input_shape(a, cand))
+                walk = _walk(run, fx_nodes)
+                trun = None
+                if "train" in kinds:
+                    trun = _CostRun(gm, torch_dtype, grad=True)
+                    trun.go(_input_shape(a, cand))
+                    trun.walk = _walk(trun, fx_nodes)  # type: ignore[attr-defined]
+            except RfgraphError as exc:
+                failure = failure or exc
+                continue
+            samples.append(cand)
+            walks.append(walk)
+            if trun is not None:
                 train_runs.append(trun)
+            if len(samples) == 2 or not a.symbols:
+                break
+    if not samples:
+        raise RfgraphError("memory costs: the model runs at none of the sample sizes "
+                           f"({', '.join(map(str, _SAMPLE_SIZES))}"
+                           f"{' nor the given sizes' if at else ''}; give the sizes with --at)"
+                           + (f": {failure}" if failure else ""))
     subs = [_sizes_map(s) for s in samples]
     info = {n.name: n for n in a._nodes}
     costs: dict[str, NodeCost] = {}
@@ -405,6 +447,8 @@ def compute_costs(a: Analysis, kinds: Sequence[str] = ("memory",), dtype: str | 
     buffer_bytes = sum(c.buffer_bytes for c in costs.values())
     trainable = _trainable_bytes(a, gm, torch_dtype)
     candidates = _peak_candidates(first, fx_nodes, storage_formula)
+    if any(f is None for f in storage_formula.values()):
+        candidates = []  # a storage known at the sample sizes only: no exact peak anywhere
     saved_total: Expr | None = Integer(0)
     if "train" in kinds:
         saved_total = _saved(a, costs, train_runs, storage_formula, walks, subs, fx_nodes)
@@ -416,7 +460,8 @@ def compute_costs(a: Analysis, kinds: Sequence[str] = ("memory",), dtype: str | 
         notes.append(f"{len(unknown)} node(s) without a rule: their backward MACs are "
                      "estimated from their forward MACs")
     return Costs(kinds, dtype_name, optimizer, costs, param_bytes, buffer_bytes, trainable,
-                 candidates, _dominant(candidates, a.symbols), saved_total, notes, samples)
+                 candidates, _dominant(candidates, a.symbols) if candidates else None,
+                 saved_total, notes, samples)
 
 
 def _dtype(name: str) -> torch.dtype:

@@ -289,6 +289,10 @@ class _Totals:
             return None
         c = self.costs
         peak = c.peak_at(e.value_of)
+        if peak is None:
+            raise RfgraphError("the peak memory is not a formula: some nodes' bytes are known "
+                               "at the sample sizes only (see the costs notes of "
+                               "`rfgraph analyze --costs memory`)")
         parts: dict[str, int | None] = {"param_bytes": c.param_bytes,
                                         "buffer_bytes": c.buffer_bytes, "peak_bytes": peak,
                                         "saved_bytes": None, "optimizer_bytes": None}

@@ -4,7 +4,7 @@ without importing the verify package; :mod:`rfgraph.verify` re-exports them."""
 
 from __future__ import annotations
 
-CHECKS = ("shape", "params", "macs", "rf", "semantics")
+CHECKS = ("shape", "params", "macs", "rf", "semantics", "memory")
 TOTAL = "(total)"
 
 #: Why a check was skipped. A skip *by design* (the first group) is a stated, documented case in

@@ -10,7 +10,10 @@ Per node and per input size (``at``) the checks compare rfgraph's formulas with 
 * ``rf``: receptive field size, jump and offset against the gradient probe (DESIGN.md), on the
   linearised float64 copy of the graph (:func:`rfgraph.verify.probing.probe_graph_module`);
 * ``semantics``: what each layer computes against an independent reference
-  (:mod:`rfgraph.semantics`); size independent, checked once on small random inputs.
+  (:mod:`rfgraph.semantics`); size independent, checked once on small random inputs;
+* ``memory`` (an analysis with costs, ``analyze(..., costs=...)``): out bytes and saved bytes
+  per node, the saved total, the backward's MACs and the peak against the graph run for real on
+  the CPU (:mod:`rfgraph.verify.memory`).
 
 Everything here only *reads* the analysis; expected values never feed the measurements except to
 choose where to measure (which output element, how large an input). See docs/verify.md.
@@ -23,7 +26,8 @@ not check" (exit status 4) unless something failed (exit status 1).
 The package, one module per stage: :mod:`~rfgraph.verify.report` (rows, report, skip reasons,
 progress), :mod:`~rfgraph.verify.sizes` (which sizes), :mod:`~rfgraph.verify.checks` (shapes,
 MACs, parameters), :mod:`~rfgraph.verify.probing` and :mod:`~rfgraph.verify.fields` (receptive
-fields), :mod:`~rfgraph.verify.layers` (layer semantics). The command line is in
+fields), :mod:`~rfgraph.verify.layers` (layer semantics), :mod:`~rfgraph.verify.memory` (memory and
+training costs). The command line is in
 :mod:`rfgraph.cli`.
 """
 
@@ -53,6 +57,7 @@ from ..verify_terms import (
 from .checks import _params, _shape_and_macs
 from .fields import check_rf
 from .layers import _Semantics
+from .memory import check_memory
 from .report import CheckRow, VerifyReport, _error_row, _fmt_sizes, _Progress, format_report
 from .sizes import choose_sizes
 
@@ -88,6 +93,9 @@ def verify(analysis: Analysis, at: Sequence[Mapping[str, int]] | Mapping[str, in
         raise RfgraphError(f"unknown check(s) {', '.join(unknown) or '(none)'}: choose from "
                            f"{', '.join(CHECKS)}")
     wanted = tuple(c for c in CHECKS if c in wanted)
+    if "memory" in wanted and getattr(analysis, "costs", None) is None and checks is not None:
+        raise RfgraphError("the memory check needs an analysis with costs: analyze(..., "
+                           "costs=('memory', 'train')), or verify --costs memory,train")
     if node_budget is not None and not node_budget >= 0:
         raise RfgraphError(f"node_budget must be a number of seconds >= 0 (or None), not "
                            f"{node_budget!r}")
@@ -124,7 +132,11 @@ def verify(analysis: Analysis, at: Sequence[Mapping[str, int]] | Mapping[str, in
                          "dropout)")
         if at is None and analysis.symbols:
             notes.append("sizes chosen by verify: typical, odd/prime, smallest valid")
-        prog.add(len(sizes) + (1 if "params" in wanted else 0))
+        memory = "memory" in wanted and getattr(analysis, "costs", None) is not None
+        if "memory" in wanted and not memory:
+            notes.append("memory: not checked, the analysis has no costs (verify --costs "
+                         "memory,train; analyze(..., costs=('memory', 'train')))")
+        prog.add(len(sizes) * (2 if memory else 1) + (1 if "params" in wanted else 0))
         if "params" in wanted:
             t0 = time.perf_counter()
             try:
@@ -153,6 +165,14 @@ def verify(analysis: Analysis, at: Sequence[Mapping[str, int]] | Mapping[str, in
             meta_first = meta_first or run
             prog.step(f"shapes and MACs at {_fmt_sizes(s)}")
         timings["shape+macs"] = time.perf_counter() - t0
+        if memory:
+            t0 = time.perf_counter()
+            try:
+                check_memory(analysis, gm, sizes, evaluated, rows, notes, prog)
+            except Exception as exc:
+                rows.append(_error_row(TOTAL, "memory", None, "", exc, "the memory check "
+                                       "(stopped here; please report it with the model)"))
+            timings["memory"] = time.perf_counter() - t0
         if "rf" in wanted:
             t0 = time.perf_counter()
             try:
