@@ -321,8 +321,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         loaded = load_spec(args.spec, getattr(args, "trust_pickle", False))
     model, default_input, name = loaded
     shape = parse_input(args.input) if args.input else (default_input or (1, 3, "H", "W"))
-    analysis = analyze(model, shape, name=name, **analyze_options(args))
+    options = analyze_options(args)
     at = [cast(dict[str, int], parse_at(s)) for s in args.at] if args.at else None  # str: not None
+    cost_options = {k: options.pop(k) for k in ("costs", "dtype", "optimizer") if k in options}
+    analysis = analyze(model, shape, name=name, **options)
+    if cost_options.get("costs"):  # the first --at is where a one-size model's costs are measured
+        from .costs import compute_costs, parse_costs
+
+        analysis.costs = compute_costs(analysis, parse_costs(cost_options["costs"]),
+                                       cost_options.get("dtype"),
+                                       cost_options.get("optimizer", "adam"),
+                                       at[0] if at else None)
     report = verify(analysis, at=at, checks=checks, progress=not args.no_progress,
                     rf_nodes="all" if getattr(args, "all_nodes", False) else "auto",
                     node_budget=budget)

@@ -33,6 +33,7 @@ import sympy
 import torch
 from sympy import Expr, Integer
 from torch import fx
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .errors import RfgraphError
@@ -247,8 +248,50 @@ class _CostRun(MetaExecutor):
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-                (_AsOnCpu() if self.grad else contextlib.nullcontext()):
+                (_AsOnCpu() if self.grad else contextlib.nullcontext()), _SdpaAsOnCpu():
             self.run(x)
+
+
+class _SdpaAsOnCpu(TorchFunctionMode):
+    """``F.scaled_dot_product_attention`` on meta tensors through the kernel torch picks on
+    the CPU for the same arguments. On meta, torch always takes the math path, which keeps the
+    whole attention matrix for the backward; the CPU's flash kernel keeps the output and the
+    log-sum-exp (as CUDA's fused kernels do), and that is what a real run saves."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None,
+                           ) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.scaled_dot_product_attention:
+            out = _sdpa_like_cpu(*args, **kwargs)
+            if out is not None:
+                return out
+        return func(*args, **kwargs)
+
+
+def _sdpa_like_cpu(query: Any, key: Any, value: Any, attn_mask: Any = None,
+                   dropout_p: float = 0.0, is_causal: bool = False, scale: Any = None,
+                   enable_gqa: bool = False) -> Any:
+    """The flash kernel's output when the CPU would choose it for these arguments, else None
+    (the caller runs the function as it is)."""
+    tensors = [query, key, value] + ([attn_mask] if attn_mask is not None else [])
+    if enable_gqa or not all(isinstance(t, torch.Tensor) and t.is_meta for t in tensors):
+        return None
+
+    def cpu(t: torch.Tensor) -> torch.Tensor:  # untouched pages: no memory is used
+        return torch.empty(t.shape, dtype=t.dtype).requires_grad_(t.requires_grad)
+
+    try:
+        choice = torch._fused_sdp_choice(
+            cpu(query), cpu(key), cpu(value),
+            attn_mask=None if attn_mask is None else cpu(attn_mask), dropout_p=dropout_p,
+            is_causal=is_causal, scale=scale)
+        if int(choice) != 1:  # SDPBackend.FLASH_ATTENTION (an enum mypy cannot int())
+            return None
+        out, _ = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)
+    except (RuntimeError, TypeError, AttributeError):
+        return None
+    return out
 
 
 class _AsOnCpu(TorchDispatchMode):
@@ -404,7 +447,7 @@ def compute_costs(a: Analysis, kinds: Sequence[str] = ("memory",), dtype: str | 
                     trun.go(_input_shape(a, cand))
                     trun.walk = _walk(trun, fx_nodes)  # type: ignore[attr-defined]
             except RfgraphError as exc:
-                failure = failure or exc
+                failure = exc  # the last: at the given sizes when there are some
                 continue
             samples.append(cand)
             walks.append(walk)
@@ -577,12 +620,39 @@ def _params_and_grads(a: Analysis, gm: fx.GraphModule, costs: dict[str, NodeCost
         macs = ni.macs
         if sympy.sympify(macs) == 0:
             continue
-        if n.op != "call_module" and not consts and len(acts) >= 2:
+        sdpa = _sdpa_backward(n, ni, info, rg)
+        if sdpa is not None:  # per gradient that is needed, the matmul that makes it
+            c.grad_input_macs = sdpa
+        elif n.op != "call_module" and not consts and len(acts) >= 2:
             # a product of two activations (q @ k^T): one gradient per operand that needs one
             c.grad_input_macs = macs * len(set(act_rg))
         else:
             c.grad_input_macs = macs if act_rg else Integer(0)
             c.grad_weight_macs = macs if (weights_rg or const_rg) else Integer(0)
+
+
+def _sdpa_backward(n: fx.Node, ni: Any, info: Mapping[str, Any],
+                   rg: Mapping[str, bool]) -> Expr | None:
+    """Backward MACs of ``F.scaled_dot_product_attention`` (None for any other node). With
+    S = Q·Kᵀ (L·S·E MACs per batch) and O = P·V (L·S·Ev): dV = Pᵀ·dO and dP = dO·Vᵀ cost
+    L·S·Ev each, dQ = dS·K and dK = dSᵀ·Q cost L·S·E each; dP is needed when Q or K is."""
+    if n.op != "call_function" or getattr(n.target, "__name__", "") != \
+            "scaled_dot_product_attention":
+        return None
+    args = list(n.args[:3]) + [n.kwargs.get(k) for k in ("query", "key", "value")
+                               if k in n.kwargs]
+    nodes = [a for a in args if isinstance(a, fx.Node)]
+    out = ni.tensor
+    if len(nodes) != 3 or out is None:
+        return None
+    q, k, v = (info[x.name].tensor if x.name in info else None for x in nodes)
+    if q is None or k is None:
+        return None
+    rows = sympy.Mul(*out.shape[:-1])  # batch dims x L
+    s_len, e, ev = k.shape[-2], q.shape[-1], out.shape[-1]
+    qk, pv = rows * s_len * e, rows * s_len * ev
+    q_rg, k_rg, v_rg = (rg.get(x.name, False) for x in nodes)
+    return sympy.expand(pv * (int(v_rg) + int(q_rg or k_rg)) + qk * (int(q_rg) + int(k_rg)))
 
 
 def _elem(dtype: torch.dtype) -> int:

@@ -247,7 +247,7 @@ def _measure(gm: fx.GraphModule, x: torch.Tensor, train: bool) -> _Measured:
             got.saved[name] = sum(storages.values())
             every.update(storages)
         got.saved_total = sum(every.values())
-        got.backward_macs, got.overcount = _backward(gm, out, rec.grouped)
+        got.backward_macs, got.overcount = _backward(gm, x)
     rec.values.clear()
     keep.clear()
     del out
@@ -255,10 +255,19 @@ def _measure(gm: fx.GraphModule, x: torch.Tensor, train: bool) -> _Measured:
     return got
 
 
-def _backward(gm: fx.GraphModule, out: Any, grouped: list[_Grouped]) -> tuple[int, int]:
-    """The backward's MACs (FlopCounterMode, grouped convs corrected) and the correction."""
+def _backward(gm: fx.GraphModule, x: torch.Tensor) -> tuple[int, int]:
+    """The backward's MACs (FlopCounterMode, grouped convs corrected) and the correction.
+
+    A forward of its own, with attention through SDPA's math path: FlopCounterMode has no
+    formula for the backward of the CPU's fused attention kernel (it would count 0), while the
+    math path's matmuls are counted like any other."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
+    rec = _Record(gm)
+    with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
+        out = rec.run(x)
+    grouped = rec.grouped
     outs = [t for t in tensors_in(out) if t.requires_grad and t.is_floating_point()]
     leaves = [p for p in gm.parameters() if p.requires_grad]
     if not outs or not leaves:
