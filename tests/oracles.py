@@ -117,6 +117,13 @@ def torch_failure(gm: fx.GraphModule, shape: Sequence[int]) -> str | None:
     return rec.failed
 
 
+def flop_macs(model: nn.Module, shape: Sequence[int]) -> int:
+    """FlopCounterMode FLOPs / 2 of one forward on CPU zeros (the model itself, no copy)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(tuple(shape)))
+    return counter.get_total_flops() // 2
+
+
 def torch_macs(model: nn.Module, shape: Sequence[int]) -> tuple[int, dict[str, int]]:
     """FlopCounterMode FLOPs / 2: the total and per qualified module name."""
     m = to_meta(model)

@@ -17,8 +17,9 @@ import pytest
 import sympy
 import torch
 import torch.nn.functional as F
+from oracles import flop_macs
+from oracles import param_count as numel
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 SEED = Path(__file__).resolve().parent.parent / "examples" / "seed"
 SCRIPTS = {  # script -> text its stdout must contain when run as a subprocess
@@ -50,14 +51,6 @@ def result(name: str) -> dict:
     return module(name).main()
 
 
-def flop_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(shape))
-    return counter.get_total_flops() // 2
-
-
-def numel(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 NAMES = {k: sympy.Symbol(k) for k in ("C", "X", "Y", "M", "N", "D", "H", "W")}  # not sympy.N

@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 import sympy
 import torch
+from oracles import flop_macs
+from oracles import param_count as numel
 from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -76,14 +78,6 @@ def memory_solve_present() -> bool:
 
 
 # -- oracles -----------------------------------------------------------------------------------
-def flop_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(shape))
-    return counter.get_total_flops() // 2
-
-
-def numel(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def sym_value(formula: str, **sizes: int) -> int:
