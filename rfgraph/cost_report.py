@@ -31,6 +31,8 @@ def node_costs(a: Analysis, node: NodeInfo) -> dict[str, Any]:
         return {}
     d: dict[str, Any] = {}
     d.update(_pair(a, "out_bytes", c.out_bytes))
+    d["param_bytes"] = c.param_bytes  # of the parameters this node is the first to use
+    d["buffer_bytes"] = c.buffer_bytes
     if costs.train:
         d.update(_pair(a, "saved_bytes", c.saved_bytes))
         d.update(_pair(a, "backward_macs", c.backward_macs))

@@ -487,6 +487,11 @@ def test_params_buffers_and_optimizer_state(optimizer):
     assert t["param_bytes"] == _bytes(reached)
     assert t["buffer_bytes"] == _bytes([*model.stem.buffers(), *model.body.buffers()])
     assert t["grad_bytes"] == _bytes(trainable)
+    # per node: the parameters of the node's own module (the aux head is reached by no node)
+    nodes = {n["name"]: n for n in a.to_dict()["nodes"]}
+    assert nodes["body_0"]["param_bytes"] == _bytes(model.body[0].parameters()) == 16 * 8 * 9 * 4
+    assert nodes["stem_1"]["buffer_bytes"] == _bytes(model.stem[1].buffers())
+    assert sum(n["param_bytes"] for n in nodes.values()) == t["param_bytes"]
     k = {"sgd": 0, "momentum": 1, "adam": 2}[optimizer]
     assert t["optimizer_bytes"] == (1 + k) * _bytes(trainable)
     # what a real optimizer holds after one step: gradients + its state (Adam's step counters
