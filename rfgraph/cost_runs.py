@@ -99,7 +99,27 @@ class _SdpaAsOnCpu(TorchFunctionMode):
             out = _sdpa_like_cpu(*args, **kwargs)
             if out is not None:
                 return out
+        if func is torch.nn.functional.multi_head_attention_forward:
+            # itself an overridable function: the mode is off while it runs, so its own call
+            # of scaled_dot_product_attention (a module-level name) is redirected for its span
+            with _functional_sdpa_like_cpu():
+                return func(*args, **kwargs)
         return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _functional_sdpa_like_cpu() -> Any:
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def sdpa(*args: Any, **kwargs: Any) -> Any:
+        out = _sdpa_like_cpu(*args, **kwargs)
+        return original(*args, **kwargs) if out is None else out
+
+    torch.nn.functional.scaled_dot_product_attention = sdpa
+    try:
+        yield
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = original
 
 
 def _sdpa_like_cpu(query: Any, key: Any, value: Any, attn_mask: Any = None,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import sympy
@@ -606,7 +607,9 @@ def _internal_formula(tensors: list[torch.Tensor], ni: Any, n: fx.Node,
                       info: Mapping[str, Any], subs: list[dict[sympy.Symbol, int]],
                       ) -> Expr | None:
     """The bytes of a saved tensor's storage as a formula: each dim matched to a dim of the
-    node's input or output shapes that has the same value at every sample size."""
+    node's input or output shapes that has the same value at every sample size (a dim that
+    matches none is a constant when it is the same at every size, or when the model ran at one
+    size only), times the whole number of such views the storage holds."""
     if ni is None:
         return None
     shapes: list[tuple[Expr, ...]] = [t.shape for t in _infos(ni.value)]
@@ -620,9 +623,16 @@ def _internal_formula(tensors: list[torch.Tensor], ni: Any, n: fx.Node,
     by_pos = [list(dict.fromkeys(sympy.expand(s[k]) for s in same_rank))
               for k in range(t0.dim())]
     anywhere = list(dict.fromkeys(sympy.expand(d) for s in shapes for d in s))
-    if any(_nbytes(t) != t.numel() * t.element_size() for t in tensors):
-        return None  # a view into a larger storage: not a product of dims
-    out: Expr = Integer(t0.element_size())
+    # then products of consecutive dims (a linear layer flattens N x L tokens into one dim)
+    anywhere += [p for p in dict.fromkeys(sympy.expand(sympy.Mul(*s[i:j])) for s in shapes
+                                          for i in range(len(s)) for j in range(i + 2, len(s) + 1))
+                 if p not in anywhere]
+    # a view into a larger storage (q, k and v as chunks of one projection): the storage is a
+    # whole multiple of the view, the same multiple at every sample size
+    ratios = {Fraction(_nbytes(t), max(1, t.numel() * t.element_size())) for t in tensors}
+    if len(ratios) != 1 or next(iter(ratios)).denominator != 1:
+        return None
+    out: Expr = Integer(t0.element_size()) * int(next(iter(ratios)))
     for k in range(t0.dim()):
         vals = [int(t.shape[k]) for t in tensors]
         match = None
@@ -631,7 +641,7 @@ def _internal_formula(tensors: list[torch.Tensor], ni: Any, n: fx.Node,
                 match = d
                 break
         if match is None:
-            if len(set(vals)) == 1 and len(tensors) > 1 or not subs[0]:
+            if len(set(vals)) == 1 and (len(tensors) > 1 or len(subs) == 1):
                 match = Integer(vals[0])
             else:
                 return None

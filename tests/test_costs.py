@@ -32,6 +32,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -194,7 +195,7 @@ def measure(gm: fx.GraphModule, x: torch.Tensor, mode: str, train: bool = True) 
 
         with torch.set_grad_enabled(train), \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = rec.run(x)
+            rec.run(x)  # its values stay in rec.values until cleared below
         seen = set(consts)
         out_bytes: dict[str, int] = {}
         for n in gm.graph.nodes:
@@ -213,17 +214,20 @@ def measure(gm: fx.GraphModule, x: torch.Tensor, mode: str, train: bool = True) 
             for v in saved.values():
                 every.update(v)
             m.saved_total = sum(every.values())
-            outs = [t for t in _tensors(out) if t.requires_grad]
+            # the backward's MACs from a forward of its own with attention through SDPA's math
+            # path: FlopCounterMode has no formula for the CPU flash kernel's backward (0)
+            counted = Recorder(gm)
+            with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
+                outs = [t for t in _tensors(counted.run(x)) if t.requires_grad]
             flops = 0
             if outs:
                 with FlopCounterMode(display=False) as fc:
                     sum(t.float().sum() for t in outs).backward()
                 flops = fc.get_total_flops()
-            over = sum(grouped_overcount(c, s, g) for c, s, g in rec.grouped)
+            over = sum(grouped_overcount(c, s, g) for c, s, g in counted.grouped)
             m.backward_macs = (flops - over) // 2
         rec.values.clear()
         keep.clear()
-        out = None
         m.peak = replay_peak(gm, x)
     finally:
         _restore(gm, flags)
@@ -405,6 +409,37 @@ def test_linear_matmul_and_frozen_layers():
         a = analyse(model, (1, 3, "H", "W"), mode).evaluate(H=32, W=24)
         run_check(a, (1, 3, 32, 24), mode)
         assert a.costs.nodes["embed"].backward_macs == 0
+
+
+class Tokens(nn.Module):
+    """A patch embedding and two attention blocks: F.scaled_dot_product_attention called in
+    forward, and nn.MultiheadAttention (whose functional form calls it inside)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 32, 4, stride=4)
+        self.qkv = nn.Linear(32, 96)
+        self.mha = nn.MultiheadAttention(32, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        q, k, v = self.qkv(t).view(t.shape[0], t.shape[1], 3, 4, 8).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(t.shape)
+        y, _ = self.mha(a, a, a, need_weights=False)
+        return y
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_attention_saves_what_the_cpu_kernel_saves(mode):
+    """Saved bytes of attention as on the CPU, where torch picks its flash kernel (output and
+    log-sum-exp kept), not the math path that meta tensors take (the attention matrix kept);
+    backward MACs through the math path, which FlopCounterMode counts (oracle: run_check)."""
+    model = Tokens()
+    a = analyse(model, (2, 3, "H", "W"), mode).evaluate(H=28, W=36)
+    run_check(a, (2, 3, 28, 36), mode)
+    # q @ k^T and p @ v, 2 x 4 heads x 63 tokens^2 x 8: dQ, dK, dV and dP each cost one of them
+    sdpa = next(n for n in a.nodes if n.target.endswith("scaled_dot_product_attention"))
+    assert a.int_of(a.costs.nodes[sdpa.name].backward_macs) == 4 * 2 * 4 * 63 * 63 * 8
 
 
 # -- grouped convolutions ------------------------------------------------------------------------
