@@ -27,7 +27,7 @@ import sympy
 from sympy import Expr, Integer, Max, Min
 
 from .errors import Unsupported
-from .symbolic import Y, ceildiv, floordiv, normalize, numeric_values
+from .symbolic import Y, ceildiv, floordiv, min_max, normalize, numeric_values
 
 __all__ = ["AxisRF", "global_rf", "identity_rf", "Y", "IndexMap"]  # Y, IndexMap: for rules that
 # build their own index maps
@@ -94,8 +94,7 @@ def _pick(values: list[Expr], smallest: bool) -> Expr:
     # Max/Min with evaluate=True would search the same pairs again through the assumptions
     # system (seconds for an adaptive pool's 7 position-dependent sizes); sorted for a
     # deterministic print
-    keep.sort(key=sympy.default_sort_key)
-    return Min(*keep, evaluate=False) if smallest else Max(*keep, evaluate=False)
+    return min_max(Min if smallest else Max, keep)  # flattened, sorted
 
 
 def smallest(values: list[Expr]) -> Expr:

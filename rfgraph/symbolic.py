@@ -256,7 +256,34 @@ def normalize(expr: Expr) -> Expr:
             g_num, a = frac
             return ceildiv(g_num, a) if isinstance(expr, ceiling) else floordiv(g_num, a)
         return type(expr)(inner)
+    if isinstance(expr, (Min, Max)):
+        return min_max(type(expr), [normalize(a) for a in expr.args])
     return expr.func(*[normalize(a) for a in expr.args])
+
+
+def min_max(kind: type, args: Iterable[Expr]) -> Expr:
+    """``Min``/``Max`` of ``args`` without SymPy's evaluation, whose search for comparable pairs
+    goes through the assumptions system (seconds for a handful of floor formulas). Nested
+    ``kind`` are flattened, pairs whose difference is a number decided here, the rest kept,
+    sorted for a deterministic print."""
+    largest = kind is Max
+    flat: list[Expr] = []
+    for a in args:
+        a = sympy.sympify(a)
+        flat.extend(a.args if isinstance(a, kind) else (a,))
+    keep: list[Expr] = []
+    for v in dict.fromkeys(flat):
+        for i, k in enumerate(keep):
+            d = sympy.expand(v - k)
+            if d.is_Number:
+                if (d > 0) == largest and d != 0:
+                    keep[i] = v
+                break
+        else:
+            keep.append(v)
+    if len(keep) == 1:
+        return keep[0]
+    return kind(*sorted(keep, key=sympy.default_sort_key), evaluate=False)
 
 
 def subs_int(expr: Expr, values: Mapping[sympy.Symbol, int]) -> Expr:
