@@ -313,7 +313,12 @@ class Analysis:
         out = []
         for a, r in enumerate(fields):
             if r.affine is not None and r.extent is None and getattr(r, "_pieces", None) is None:
-                size, _, first = r.affine  # size and offset are numbers: no SymPy
+                size, _, first = r.affine  # size a number; the offset too, but for
+                # affine unions of branches whose offsets differ by numbers (a formula then)
+                if not isinstance(first, int):
+                    first = self.value_of(first)
+                    if not first.is_Integer:
+                        return None
                 out.append(FieldAt(int(size), self.value_of(r.jump), int(first), int(size)))
                 continue
             d = t.dim_of_axis(a)

@@ -24,6 +24,7 @@ totals say they are incomplete).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -629,11 +630,14 @@ def _internal_formula(tensors: list[torch.Tensor], ni: Any, n: fx.Node,
                  if p not in anywhere]
     # a view into a larger storage (q, k and v as chunks of one projection): the storage is a
     # whole multiple of the view, the same multiple at every sample size
-    ratios = {Fraction(_nbytes(t), max(1, t.numel() * t.element_size())) for t in tensors}
+    # and an expanded view (stride 0: a norm broadcast over a dim) reads one element along it
+    dims = [k for k in range(t0.dim()) if any(t.stride(k) != 0 for t in tensors)]
+    ratios = {Fraction(_nbytes(t), max(1, math.prod(int(t.shape[k]) for k in dims)
+                                        * t.element_size())) for t in tensors}
     if len(ratios) != 1 or next(iter(ratios)).denominator != 1:
         return None
     out: Expr = Integer(t0.element_size()) * int(next(iter(ratios)))
-    for k in range(t0.dim()):
+    for k in dims:
         vals = [int(t.shape[k]) for t in tensors]
         match = None
         for d in by_pos[k] + anywhere:

@@ -261,16 +261,16 @@ def normalize(expr: Expr) -> Expr:
     return expr.func(*[normalize(a) for a in expr.args])
 
 
-def min_max(kind: type, args: Iterable[Expr]) -> Expr:
+def min_max(kind: type[Min] | type[Max], args: Iterable[Expr]) -> Expr:
     """``Min``/``Max`` of ``args`` without SymPy's evaluation, whose search for comparable pairs
     goes through the assumptions system (seconds for a handful of floor formulas). Nested
     ``kind`` are flattened, pairs whose difference is a number decided here, the rest kept,
     sorted for a deterministic print."""
     largest = kind is Max
     flat: list[Expr] = []
-    for a in args:
-        a = sympy.sympify(a)
-        flat.extend(a.args if isinstance(a, kind) else (a,))
+    for arg in args:
+        e = sympy.sympify(arg)
+        flat.extend(e.args if isinstance(e, kind) else (e,))
     keep: list[Expr] = []
     for v in dict.fromkeys(flat):
         for i, k in enumerate(keep):

@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 import sympy
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -226,3 +227,35 @@ def test_printing_per_node_bounded(transposed, what):
     assert pr_big - pr_small <= per_node * (n_big - n_small)
     if not transposed:  # plain stacks: field sizes are numbers, shapes repeat
         assert fmt_big - fmt_small <= 10
+
+
+def test_affine_field_with_size_dependent_offset_evaluates():
+    """timm's Conv2dSame pads like TensorFlow's "SAME": (k - s) or (k - s + 1) pixels depending on
+    the size's parity, so its field is affine with an offset that is a formula of H
+    (``-ceiling(-H/2) - ceiling(H/2)``). ``field_at`` took the affine fast path and called
+    int() on that formula (MaxViT in training mode). Oracle: the gradient of one output element
+    with respect to the input, in torch."""
+
+    class Conv2dSame(nn.Conv2d):  # the class rfgraph knows by its qualified name
+        def forward(self, x):
+            ih, iw = x.shape[-2:]
+            pads = [max((-(n // -2) - 1) * 2 + 3 - n, 0) for n in (ih, iw)]
+            x = F.pad(x, [pads[1] // 2, pads[1] - pads[1] // 2, pads[0] // 2,
+                          pads[0] - pads[0] // 2])
+            return super().forward(x)
+
+    Conv2dSame.__module__ = "timm.layers.conv2d_same"
+    Conv2dSame.__qualname__ = "Conv2dSame"
+    model = nn.Sequential(Conv2dSame(1, 1, 3, stride=2))
+    a = rfgraph.analyze(model, (1, 1, "H", "W"))
+    field = a.field(a.nodes[-1])[0]
+    assert field.affine is not None and not isinstance(field.affine[2], int)
+    for h in (10, 11):
+        rf = a.evaluate(H=h, W=h).to_dict()["nodes"][-1]["rf_at"]
+        x = torch.randn(1, 1, h, h, requires_grad=True)
+        model(x)[0, 0, 2, 2].backward()
+        rows = x.grad[0, 0].abs().sum(1).nonzero().flatten().tolist()
+        # total padding at 10: (5 - 1)*2 + 3 - 10 = 1, all on the right: offset 0; at 11:
+        # (6 - 1)*2 + 3 - 11 = 2, one on each side: offset -1; element 2 reads offset + 4 ..
+        assert rf["offset"][0] == {10: 0, 11: -1}[h] and rf["size"][0] == 3
+        assert rows == [rf["offset"][0] + 4 + t for t in range(3)]
