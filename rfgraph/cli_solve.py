@@ -130,10 +130,12 @@ def format_region(ans: Region) -> str:
     for x in ans.axes:
         c = x.centre
         centre = str(c.numerator) if c.denominator == 1 else f"{float(c):g}"
-        clip = (f"{x.clipped[0]}..{x.clipped[1]}" if x.clipped else "empty (all padding)")
+        clip = (f"{x.clipped[0]}..{x.clipped[1]} clipped" if x.clipped else
+                "it reads no input pixel (a gap of a transposed conv)" if x.size == 0
+                else "empty clipped (it lies wholly in the padding)")
         bound = " (upper bound)" if x.upper else ""
         lines.append(f"  {x.axis}: {x.start}..{x.end} unclipped ({x.size} px){bound}, "
-                     f"{clip} clipped, centre {centre}")
+                     f"{clip}, centre {centre}")
     return "\n".join(lines)
 
 def format_reach(ans: Reach) -> str:
