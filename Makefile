@@ -45,7 +45,7 @@ test: $(STAMP) dot
 # position") are counted, not failed, up to 3% of the examples.
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_rules_property.py tests/test_verify_fuzz.py \
-	  tests/test_global_fields.py tests/test_fields_fuzz.py -x
+	  tests/test_global_fields.py tests/test_fields_fuzz.py tests/test_costs_fuzz.py -x
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_analyze.py
